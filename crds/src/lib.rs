@@ -1,0 +1,1 @@
+//! Custom resources `BeaconNetwork` and `BeaconCeremony` (group `beacons.dev`). Built in issue 7.
