@@ -2,6 +2,7 @@
 //! signatures and batch verification.
 
 pub mod batch;
+pub mod identity;
 pub mod point;
 pub mod scheme;
 pub mod threshold;
