@@ -1,5 +1,6 @@
 //! Chain rules: chain info and its hash, round/time arithmetic, beacons and their verification.
 
+pub mod aggregate;
 pub mod beacon;
 pub mod info;
 pub mod time;
