@@ -3,4 +3,5 @@
 
 pub mod chain;
 pub mod crypto;
+pub mod dkg;
 pub mod hexbytes;

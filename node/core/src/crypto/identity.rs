@@ -66,11 +66,17 @@ mod tests {
         let secret = Option::<Scalar>::from(Scalar::from_bytes_be(&be)).expect("scalar");
         let public = scheme.decode_public_key(&decode_hex(PUBLIC)).expect("key");
         assert_eq!(scheme.public_key(&secret), public);
-        let sig = scheme.decode_signature(&decode_hex(SIGNATURE)).expect("sig");
+        let sig = scheme
+            .decode_signature(&decode_hex(SIGNATURE))
+            .expect("sig");
         assert!(verify_self_signature(scheme, &public, &sig));
         assert!(!verify_v1_self_signature(scheme, &public, &sig));
         // BLS is deterministic: our signature is byte for byte drand's.
         assert_eq!(self_sign(scheme, &secret).expect("sign"), sig);
-        assert!(!verify_self_signature(Scheme::PedersenBlsUnchained, &public, &sig));
+        assert!(!verify_self_signature(
+            Scheme::PedersenBlsUnchained,
+            &public,
+            &sig
+        ));
     }
 }

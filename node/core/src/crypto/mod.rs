@@ -2,9 +2,11 @@
 //! signatures and batch verification.
 
 pub mod batch;
+pub mod ecies;
 pub mod identity;
 pub mod point;
 pub mod scheme;
+pub mod schnorr;
 pub mod threshold;
 
 pub use batch::{verify_batch, BatchEntry};
