@@ -1,4 +1,11 @@
 //! The beacon node: command line now; the daemon, chain store, peer network and HTTP API follow
 //! (issues 4 and 5).
 
+pub mod chain;
 pub mod cli;
+pub mod daemon;
+pub mod fuzz;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod net;

@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod keys;
+pub mod start;
 pub mod verify;
 
 /// Exit codes shared by every command: 0 success, 1 the thing checked is wrong, 2 the input
@@ -27,6 +29,11 @@ pub enum Command {
     /// Work with beacons.
     #[command(subcommand)]
     Beacon(BeaconCommand),
+    /// The node's long-term key pair.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Run the node: peer gRPC (TLS only), beacon generation, sync, public HTTP API.
+    Start(start::StartArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,5 +46,7 @@ pub enum BeaconCommand {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Beacon(BeaconCommand::Verify(args)) => verify::run(&args),
+        Command::Keys(command) => keys::run(&command),
+        Command::Start(args) => start::run(&args),
     }
 }

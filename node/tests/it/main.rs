@@ -1,3 +1,9 @@
 //! beacon-node's integration tests: the real binary, run as a user runs it.
 
+mod fuzz;
+mod http;
+mod keys;
+mod netharness;
+mod network;
+mod store;
 mod verify_cli;

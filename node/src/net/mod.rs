@@ -1,0 +1,19 @@
+//! The peer network: drand v2's gRPC services over TLS, the version handshake, peer clients.
+
+pub mod client;
+pub mod listener;
+pub mod pki;
+pub mod server;
+pub mod tls;
+pub mod version;
+
+/// Code generated from `proto/` (drand's packages, names and field numbers).
+pub mod proto {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    pub mod drand {
+        tonic::include_proto!("drand");
+    }
+    pub mod dkg {
+        tonic::include_proto!("dkg");
+    }
+}
