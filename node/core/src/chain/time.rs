@@ -22,10 +22,13 @@ pub fn next_round(now: i64, period: u32, genesis: i64) -> (u64, i64) {
     if now < genesis || period == 0 {
         return (1, genesis);
     }
-    let period = i64::from(period);
-    let k = (now - genesis) / period;
-    // k >= 0 here; k + 2 cannot overflow u64.
-    ((k as u64) + 2, genesis + (k + 1) * period)
+    // In i128: genesis comes from outside (chain info JSON) and may be anywhere in i64, so
+    // `now - genesis` and the next round's start can overflow i64.
+    let period = i128::from(period);
+    let k = (i128::from(now) - i128::from(genesis)) / period;
+    let round = u64::try_from(k + 2).unwrap_or(u64::MAX);
+    let start = i64::try_from(i128::from(genesis) + (k + 1) * period).unwrap_or(i64::MAX);
+    (round, start)
 }
 
 /// The round in progress at `now`; 1 before genesis (as drand's Go code, not its old spec).
@@ -58,6 +61,9 @@ mod tests {
         assert_eq!(next_round(g - 100, p, g), (1, g));
         assert_eq!(next_round(g, p, g), (2, g + 3));
         assert_eq!(time_of_round(1, 0, u64::MAX), TIME_OF_ROUND_ERROR);
+        // Extreme genesis times from untrusted chain info never overflow.
+        assert_eq!(next_round(i64::MAX, 1, i64::MIN), (u64::MAX, i64::MAX));
+        assert_eq!(current_round(i64::MIN, 30, i64::MAX), 1);
     }
 
     #[test]
