@@ -1,0 +1,13 @@
+//! Integration tests against a real control plane (etcd, kube-apiserver,
+//! kube-controller-manager, cert-manager) built from source by the harness. The first run on
+//! a machine builds the binaries (see e2e/README.md); without Go the tests fail, with a
+//! message that says how to install it.
+
+mod cert_manager;
+mod common;
+mod controller_manager;
+mod crd_validation;
+mod lifecycle;
+mod rbac;
+mod server_side_apply;
+mod status_subresource;
