@@ -98,15 +98,19 @@ impl ChainRuntime {
     /// aggregation race for the same round.
     pub fn store_beacon(&self, beacon: &Beacon) -> Result<bool, StoreError> {
         let fresh = matches!(self.store.append(beacon)?, Appended::Stored);
-        self.latest.send_if_modified(|r| {
-            if beacon.round > *r {
-                *r = beacon.round;
-                true
-            } else {
-                false
-            }
-        });
+        self.announce(beacon.round);
         Ok(fresh)
+    }
+
+    /// Tells everyone watching `latest` that the store now reaches `round` (never backwards).
+    pub fn announce(&self, round: u64) {
+        self.latest.send_if_modified(|r| {
+            let newer = round > *r;
+            if newer {
+                *r = round;
+            }
+            newer
+        });
     }
 
     /// Our partial for `round` over `previous`.

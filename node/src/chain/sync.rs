@@ -222,14 +222,7 @@ impl SyncManager {
         }
         let n = self.rt.store.append_batch(batch)?;
         let top = batch.last().map(|b| b.round).unwrap_or(last);
-        self.rt.latest.send_if_modified(|r| {
-            if top > *r {
-                *r = top;
-                true
-            } else {
-                false
-            }
-        });
+        self.rt.announce(top);
         self.metrics
             .sync_progress(&info.beacon_id, top, n as u64, started.elapsed());
         batch.clear();

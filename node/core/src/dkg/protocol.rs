@@ -1098,20 +1098,7 @@ impl DkgProtocol {
             if !self.statuses.all_true(n.index) || self.evicted_holders.contains(&n.index) {
                 continue;
             }
-            let s = self
-                .valid_shares
-                .get(&n.index)
-                .ok_or(DkgError::MissingDealerData {
-                    dealer: n.index,
-                    what: "share",
-                })?;
-            let commits = self
-                .all_publics
-                .get(&n.index)
-                .ok_or(DkgError::MissingDealerData {
-                    dealer: n.index,
-                    what: "public polynomial",
-                })?;
+            let (s, commits) = self.dealer_data(n.index)?;
             let poly = PubPoly::new(commits.clone()).map_err(|_| DkgError::MissingDealerData {
                 dealer: n.index,
                 what: "public polynomial",
@@ -1138,6 +1125,25 @@ impl DkgProtocol {
         })
     }
 
+    /// A valid dealer's share for us and its commitments, both recorded when its deal checked out.
+    fn dealer_data(&self, dealer: u32) -> Result<(&Scalar, &Vec<Point>), DkgError> {
+        let share = self
+            .valid_shares
+            .get(&dealer)
+            .ok_or(DkgError::MissingDealerData {
+                dealer,
+                what: "share",
+            })?;
+        let commits = self
+            .all_publics
+            .get(&dealer)
+            .ok_or(DkgError::MissingDealerData {
+                dealer,
+                what: "public polynomial",
+            })?;
+        Ok((share, commits))
+    }
+
     fn compute_resharing_result(&self) -> Result<DkgResult, DkgError> {
         // Valid dealers, ascending by old index; kyber interpolates over the first oldT.
         let mut dealers: Vec<(u32, Scalar, &Vec<Point>)> = Vec::new();
@@ -1145,20 +1151,7 @@ impl DkgProtocol {
             if !self.statuses.all_true(n.index) {
                 continue;
             }
-            let commits = self
-                .all_publics
-                .get(&n.index)
-                .ok_or(DkgError::MissingDealerData {
-                    dealer: n.index,
-                    what: "public polynomial",
-                })?;
-            let share = self
-                .valid_shares
-                .get(&n.index)
-                .ok_or(DkgError::MissingDealerData {
-                    dealer: n.index,
-                    what: "share",
-                })?;
+            let (share, commits) = self.dealer_data(n.index)?;
             dealers.push((n.index, *share, commits));
         }
         dealers.sort_by_key(|d| d.0);
