@@ -1032,9 +1032,8 @@ proptest! {
         net.effects(0, effects);
         // Answers are given while the proposal is still spreading.
         let mut unanswered: Vec<usize> = (1..6).collect();
-        let mut attempts = BTreeMap::new();
         while !unanswered.is_empty() {
-            deliver_one_random(&mut net, &mut rng, duplicate, &mut attempts);
+            deliver_one_random(&mut net, &mut rng, duplicate);
             let ready: Vec<usize> = unanswered
                 .iter()
                 .copied()
@@ -1048,7 +1047,7 @@ proptest! {
             }
         }
         while !net.queue.is_empty() {
-            deliver_one_random(&mut net, &mut rng, duplicate, &mut attempts);
+            deliver_one_random(&mut net, &mut rng, duplicate);
         }
         prop_assert!(net.errors.is_empty(), "{:?}", net.errors);
         let reference = net.nodes[0].store().current().clone();
@@ -1071,14 +1070,8 @@ proptest! {
 }
 
 /// Delivers one queued packet, picked at random, maybe duplicating it. A packet refused
-/// because it came before its proposal is sent again later, as drand's sender retries a failed
-/// send (7 attempts).
-fn deliver_one_random(
-    net: &mut Net,
-    rng: &mut ChaCha20Rng,
-    duplicate: f64,
-    attempts: &mut BTreeMap<(usize, Vec<u8>), u32>,
-) {
+/// because it came before its proposal is sent again later, as re-gossip brings it again.
+fn deliver_one_random(net: &mut Net, rng: &mut ChaCha20Rng, duplicate: f64) {
     if net.queue.is_empty() {
         return;
     }
@@ -1089,16 +1082,11 @@ fn deliver_one_random(
     }
     match net.nodes[to].on_packet(packet.clone(), net.now) {
         Ok(effects) => net.effects(to, effects),
-        Err(CeremonyError::AnswerOutsideProposal { .. })
-            if attempts
-                .get(&(to, packet.metadata.signature.clone()))
-                .copied()
-                .unwrap_or(0)
-                < 7 =>
-        {
-            *attempts
-                .entry((to, packet.metadata.signature.clone()))
-                .or_insert(0) += 1;
+        // An answer that overtook the proposal: the proposal to this node is still queued (packets
+        // are never dropped), so it comes again, as another member's re-gossip would bring it.
+        // Only a node still in its last complete epoch (it has not seen the proposal) may refuse
+        // an answer; any other refusal is an error.
+        Err(CeremonyError::AnswerOutsideProposal { .. }) if net.state(to) == Status::Complete => {
             net.queue.push_back((to, packet));
         }
         Err(e) => net.errors.push((to, e)),
