@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/drand/api.proto",
         "proto/dkg/dkg.proto",
         "proto/dkg/dkg_public.proto",
+        "proto/control/control.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beacon_core::crypto::PriShare;
+use beacon_core::dkg::ceremony::Identity;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -15,9 +16,14 @@ use crate::chain::runtime::{ChainRuntime, GroupParams};
 use crate::chain::source::{ChainSlot, ChainSlotSource};
 use crate::chain::store::{ChainStore, StoreError};
 use crate::chain::sync::SyncManager;
+use crate::dkg::control::ControlService;
+use crate::dkg::public::DkgPublicService;
+use crate::dkg::runner::{DkgHandle, GroupInstaller, Runner, RunnerConfig, RunnerError};
 use crate::metrics::NodeMetrics;
 use crate::net::client::PeerClients;
 use crate::net::listener::{incoming, OnRefusal};
+use crate::net::proto::control::control_server::ControlServer;
+use crate::net::proto::dkg::dkg_public_server::DkgPublicServer;
 use crate::net::proto::drand::protocol_server::ProtocolServer;
 use crate::net::proto::drand::public_server::PublicServer;
 use crate::net::server::{NodeIdentity, Services};
@@ -40,6 +46,10 @@ pub enum DaemonError {
     Metrics(String),
     #[error("our identity (address {address}) is not in the group file; this node is not a member of that group")]
     NotAMember { address: String },
+    #[error("ceremony: {0}")]
+    Ceremony(#[from] RunnerError),
+    #[error("{0}")]
+    Control(String),
 }
 
 pub struct DaemonConfig {
@@ -50,22 +60,199 @@ pub struct DaemonConfig {
     pub client_auth: ClientAuth,
     pub tls_reload_every: Duration,
     pub version: Version,
+    /// The local-only control listener (ceremony commands, status); must be a loopback address.
+    pub control_listen: Option<SocketAddr>,
+    /// The long-term key, for the ceremonies.
+    pub longterm: Identity,
 }
 
 /// A group and this node's share in it.
 pub struct Membership {
     pub group: GroupParams,
     pub share: PriShare,
+    /// When this group takes over the chain (unix seconds; the genesis for the first group).
+    pub transition_time: i64,
 }
 
 /// A running node. Dropping it does not stop it; call [`Daemon::shutdown`].
 pub struct Daemon {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    manager: Arc<ChainManager>,
     pub peer_addr: SocketAddr,
     pub public_addr: Option<SocketAddr>,
+    pub control_addr: Option<SocketAddr>,
     pub metrics: Arc<NodeMetrics>,
     pub chain: ChainSlot,
+    pub dkg: DkgHandle,
+}
+
+/// Runs the chain of the current group, and takes a new group in when a ceremony completes:
+/// at once for the first group, at the transition time for a reshared one (the old group keeps
+/// producing beacons until then, and the store carries over).
+pub struct ChainManager {
+    dir: PathBuf,
+    address: String,
+    version: Version,
+    peers: Arc<PeerClients>,
+    metrics: Arc<NodeMetrics>,
+    shutdown: watch::Receiver<bool>,
+    slot: ChainSlot,
+    running: std::sync::Mutex<Option<RunningChain>>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+struct RunningChain {
+    stop: watch::Sender<bool>,
+    store: Arc<ChainStore>,
+}
+
+impl ChainManager {
+    fn push_task(&self, t: tokio::task::JoinHandle<()>) {
+        match self.tasks.lock() {
+            Ok(mut g) => g.push(t),
+            Err(p) => p.into_inner().push(t),
+        }
+    }
+
+    /// Starts producing beacons with `m`, stopping the previous group's tasks first.
+    fn start_chain(&self, m: Membership) -> Result<(), DaemonError> {
+        let my_index = m
+            .group
+            .members
+            .iter()
+            .find(|mem| mem.address == self.address)
+            .map(|mem| mem.index)
+            .ok_or_else(|| DaemonError::NotAMember {
+                address: self.address.clone(),
+            })?;
+        let mut running = match self.running.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let store = match running.take() {
+            Some(old) => {
+                let _ = old.stop.send(true);
+                old.store
+            }
+            None => Arc::new(open_store(&self.dir, &m.group)?),
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        // The chain's tasks stop with the daemon as well.
+        let mut global = self.shutdown.clone();
+        let forward = stop.clone();
+        self.push_task(tokio::spawn(async move {
+            let _ = global.changed().await;
+            let _ = forward.send(true);
+        }));
+        let last = store.last()?.map(|b| b.round).unwrap_or(0);
+        let (latest, _) = watch::channel(last);
+        let (partials_tx, partials_rx) = mpsc::channel(1024);
+        let (sync_tx, sync_rx) = mpsc::channel(8);
+        let id = m.group.info.beacon_id.clone();
+        self.metrics
+            .group(&id, m.group.members.len(), m.group.threshold);
+        self.metrics.beacon_stored(&id, last, Duration::ZERO);
+        let rt = Arc::new(ChainRuntime {
+            group: m.group,
+            share: m.share,
+            my_index,
+            my_address: self.address.clone(),
+            store: store.clone(),
+            latest,
+            partials: partials_tx,
+            sync_requests: sync_tx,
+        });
+        let driver = Driver {
+            rt: rt.clone(),
+            peers: self.peers.clone(),
+            metrics: self.metrics.clone(),
+            version: self.version.clone(),
+        };
+        self.push_task(tokio::spawn(driver.run(partials_rx, stop_rx.clone())));
+        let sync = SyncManager {
+            rt: rt.clone(),
+            peers: self.peers.clone(),
+            metrics: self.metrics.clone(),
+            version: self.version.clone(),
+        };
+        self.push_task(tokio::spawn(sync.run(sync_rx, stop_rx)));
+        // A restarted node, or a joiner, catches up before anything else (drand's Catchup).
+        if rt.last_round() + 1 < rt.current_round() {
+            let _ = rt.sync_requests.try_send(0);
+        }
+        tracing::info!(
+            chain = %rt.info().hash_hex(),
+            index = my_index,
+            last_round = last,
+            threshold = rt.group.threshold,
+            members = rt.group.members.len(),
+            "beacon chain loaded"
+        );
+        if let Ok(mut slot) = self.slot.write() {
+            *slot = Some(rt);
+        }
+        *running = Some(RunningChain { stop, store });
+        Ok(())
+    }
+}
+
+impl GroupInstaller for Arc<ChainManager> {
+    fn install(&self, m: Membership) {
+        let has_chain = self.running.lock().map(|g| g.is_some()).unwrap_or(false);
+        if !has_chain {
+            if let Err(e) = self.start_chain(m) {
+                tracing::error!(error = %e, "cannot start the chain of the new group");
+            }
+            return;
+        }
+        // A resharing: the old group signs until the transition round's time.
+        let wait = m.transition_time - crate::chain::runtime::now_secs();
+        tracing::info!(
+            transition_time = m.transition_time,
+            in_seconds = wait,
+            "the new group takes over at the transition time"
+        );
+        let manager = self.clone();
+        let mut stop = self.shutdown.clone();
+        self.push_task(tokio::spawn(async move {
+            let delay = Duration::from_secs(u64::try_from(wait.max(0)).unwrap_or(0));
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {
+                    if let Err(e) = manager.start_chain(m) {
+                        tracing::error!(error = %e, "cannot hand the chain over to the new group");
+                    }
+                }
+                _ = stop.changed() => {}
+            }
+        }));
+    }
+
+    fn retire(&self, at: i64) {
+        let wait = at - crate::chain::runtime::now_secs();
+        let manager = self.clone();
+        let mut stop = self.shutdown.clone();
+        self.push_task(tokio::spawn(async move {
+            let delay = Duration::from_secs(u64::try_from(wait.max(0)).unwrap_or(0));
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => manager.stop_chain(),
+                _ = stop.changed() => {}
+            }
+        }));
+    }
+}
+
+impl ChainManager {
+    fn stop_chain(&self) {
+        let running = match self.running.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(r) = running {
+            let _ = r.stop.send(true);
+            tracing::info!("this node left the group: it no longer produces beacons (stored beacons are still served)");
+        }
+    }
 }
 
 impl Daemon {
@@ -84,22 +271,35 @@ impl Daemon {
         let mut tasks = vec![tls.spawn_watcher(config.tls_reload_every)];
 
         let chain: ChainSlot = Arc::new(std::sync::RwLock::new(None));
+        let manager = Arc::new(ChainManager {
+            dir: config.dir.clone(),
+            address: identity.address.clone(),
+            version: config.version.clone(),
+            peers: peers.clone(),
+            metrics: metrics.clone(),
+            shutdown: shutdown_rx.clone(),
+            slot: chain.clone(),
+            running: std::sync::Mutex::new(None),
+            tasks: std::sync::Mutex::new(Vec::new()),
+        });
         let mut beacon_id = "default".to_owned();
         if let Some(m) = membership {
             beacon_id = m.group.info.beacon_id.clone();
-            let rt = Self::start_chain(
-                &config,
-                &identity,
-                m,
-                &peers,
-                &metrics,
-                &shutdown_rx,
-                &mut tasks,
-            )?;
-            if let Ok(mut slot) = chain.write() {
-                *slot = Some(rt);
-            }
+            manager.start_chain(m)?;
         }
+
+        let (dkg, dkg_task) = Runner::start(
+            RunnerConfig {
+                dir: config.dir.clone(),
+                identity: config.longterm.clone(),
+                beacon_id: beacon_id.clone(),
+                peers: peers.clone(),
+                version: config.version.clone(),
+                installer: Arc::new(manager.clone()),
+            },
+            shutdown_rx.clone(),
+        )?;
+        tasks.push(dkg_task);
 
         let services = Arc::new(Services {
             version: config.version.clone(),
@@ -107,6 +307,11 @@ impl Daemon {
             chain: chain.clone(),
             metrics: metrics.clone(),
         });
+        let dkg_public = DkgPublicService {
+            handle: dkg.clone(),
+            version: config.version.clone(),
+            metrics: metrics.clone(),
+        };
         let listener = TcpListener::bind(config.peer_listen)
             .await
             .map_err(|source| DaemonError::Bind {
@@ -123,6 +328,7 @@ impl Daemon {
             let result = tonic::transport::Server::builder()
                 .add_service(ProtocolServer::new(services.clone()))
                 .add_service(PublicServer::new(services))
+                .add_service(DkgPublicServer::new(dkg_public).max_decoding_message_size(16 << 20))
                 .serve_with_incoming_shutdown(stream, async move {
                     let _ = stop.changed().await;
                 })
@@ -132,6 +338,44 @@ impl Daemon {
             }
         }));
         tracing::info!(peer = %peer_addr, "peer listener up (TLS only)");
+
+        let control_addr = match config.control_listen {
+            None => None,
+            Some(addr) => {
+                crate::dkg::control::check_local(addr).map_err(DaemonError::Control)?;
+                let listener =
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| DaemonError::Bind {
+                            flag: "--control-listen",
+                            addr,
+                            source,
+                        })?;
+                let local = listener.local_addr().unwrap_or(addr);
+                let control = ControlService {
+                    handle: dkg.clone(),
+                    peers: peers.clone(),
+                    version: config.version.clone(),
+                    scheme: config.longterm.scheme,
+                    chain: chain.clone(),
+                };
+                let mut stop = shutdown_rx.clone();
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                tasks.push(tokio::spawn(async move {
+                    let result = tonic::transport::Server::builder()
+                        .add_service(ControlServer::new(control))
+                        .serve_with_incoming_shutdown(incoming, async move {
+                            let _ = stop.changed().await;
+                        })
+                        .await;
+                    if let Err(e) = result {
+                        tracing::error!(error = %e, "control server stopped");
+                    }
+                }));
+                tracing::info!(control = %local, "control listener up (local only)");
+                Some(local)
+            }
+        };
 
         let public_addr = match config.public_listen {
             None => None,
@@ -168,82 +412,24 @@ impl Daemon {
         Ok(Daemon {
             shutdown,
             tasks,
+            manager,
             peer_addr,
             public_addr,
+            control_addr,
             metrics,
             chain,
+            dkg,
         })
-    }
-
-    fn start_chain(
-        config: &DaemonConfig,
-        identity: &NodeIdentity,
-        m: Membership,
-        peers: &Arc<PeerClients>,
-        metrics: &Arc<NodeMetrics>,
-        shutdown: &watch::Receiver<bool>,
-        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
-    ) -> Result<Arc<ChainRuntime>, DaemonError> {
-        let my_index = m
-            .group
-            .members
-            .iter()
-            .find(|mem| mem.address == identity.address)
-            .map(|mem| mem.index)
-            .ok_or_else(|| DaemonError::NotAMember {
-                address: identity.address.clone(),
-            })?;
-        let store = open_store(&config.dir, &m.group)?;
-        let last = store.last()?.map(|b| b.round).unwrap_or(0);
-        let (latest, _) = watch::channel(last);
-        let (partials_tx, partials_rx) = mpsc::channel(1024);
-        let (sync_tx, sync_rx) = mpsc::channel(8);
-        let id = m.group.info.beacon_id.clone();
-        metrics.group(&id, m.group.members.len(), m.group.threshold);
-        metrics.beacon_stored(&id, last, Duration::ZERO);
-        let rt = Arc::new(ChainRuntime {
-            group: m.group,
-            share: m.share,
-            my_index,
-            my_address: identity.address.clone(),
-            store: Arc::new(store),
-            latest,
-            partials: partials_tx,
-            sync_requests: sync_tx,
-        });
-        let driver = Driver {
-            rt: rt.clone(),
-            peers: peers.clone(),
-            metrics: metrics.clone(),
-            version: config.version.clone(),
-        };
-        tasks.push(tokio::spawn(driver.run(partials_rx, shutdown.clone())));
-        let sync = SyncManager {
-            rt: rt.clone(),
-            peers: peers.clone(),
-            metrics: metrics.clone(),
-            version: config.version.clone(),
-        };
-        tasks.push(tokio::spawn(sync.run(sync_rx, shutdown.clone())));
-        // A restarted node catches up before anything else (drand's Catchup).
-        if rt.last_round() + 1 < rt.current_round() {
-            let _ = rt.sync_requests.try_send(0);
-        }
-        tracing::info!(
-            chain = %rt.info().hash_hex(),
-            index = my_index,
-            last_round = last,
-            threshold = rt.group.threshold,
-            members = rt.group.members.len(),
-            "beacon chain loaded"
-        );
-        Ok(rt)
     }
 
     /// Stops every task and waits for them.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
+        let chain_tasks = match self.manager.tasks.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        for t in self.tasks.into_iter().chain(chain_tasks) {
             t.abort();
             let _ = t.await;
         }

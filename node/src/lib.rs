@@ -4,6 +4,7 @@
 pub mod chain;
 pub mod cli;
 pub mod daemon;
+pub mod dkg;
 pub mod fuzz;
 pub mod http;
 pub mod keys;

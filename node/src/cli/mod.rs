@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod dkg;
 pub mod keys;
 pub mod start;
+pub mod testnet;
 pub mod verify;
 
 /// Exit codes shared by every command: 0 success, 1 the thing checked is wrong, 2 the input
@@ -34,6 +36,21 @@ pub enum Command {
     Keys(keys::KeysCommand),
     /// Run the node: peer gRPC (TLS only), beacon generation, sync, public HTTP API.
     Start(start::StartArgs),
+    /// Ceremonies (DKG and resharing), through the node's local control API.
+    Dkg {
+        #[command(flatten)]
+        control: dkg::ControlArgs,
+        #[command(subcommand)]
+        command: dkg::DkgCommand,
+    },
+    /// A whole local network in one command: keys, a throwaway CA, N nodes on 127.0.0.1, the
+    /// first ceremony, then every new beacon until Ctrl-C. Run again on the same DIR to restart it.
+    Testnet(testnet::TestnetArgs),
+    /// The node's round, lag, peers and their versions, through its local control API.
+    Status {
+        #[command(flatten)]
+        control: dkg::ControlArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,5 +65,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Beacon(BeaconCommand::Verify(args)) => verify::run(&args),
         Command::Keys(command) => keys::run(&command),
         Command::Start(args) => start::run(&args),
+        Command::Dkg { control, command } => dkg::run_dkg_command(&control, &command),
+        Command::Status { control } => dkg::run_status_command(&control),
+        Command::Testnet(args) => testnet::run(&args),
     }
 }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::chain::runtime::{GroupParams, Member};
+use beacon_core::dkg::ceremony::Identity;
+use beacon_core::dkg::participants::Participant;
+
 use crate::daemon::{Daemon, DaemonConfig, Membership};
 use crate::keys::{KeyError, KeyStore};
 use crate::net::server::NodeIdentity;
@@ -55,6 +57,15 @@ pub struct StartArgs {
         value_name = "SECONDS"
     )]
     pub tls_reload_seconds: u64,
+    /// The control API (ceremony commands, status) for `beacon-node dkg ...` and
+    /// `beacon-node status`: a loopback address only, never exposed to the network.
+    #[arg(
+        long,
+        env = "BEACON_CONTROL_LISTEN",
+        default_value = "127.0.0.1:8888",
+        value_name = "ADDR"
+    )]
+    pub control_listen: SocketAddr,
     #[arg(long, env = "BEACON_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Tests only: the node version to report to peers instead of this build's.
@@ -74,8 +85,6 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error("the group file says the chain scheme is {group} but the node's key is for {key}; the key and the group must belong to the same network")]
     SchemeMismatch { group: String, key: String },
-    #[error("a member index {0} above 65535 cannot sign drand partials")]
-    IndexTooLarge(u32),
     #[error("{0}")]
     Group(String),
     #[error("{0}")]
@@ -107,6 +116,7 @@ pub fn prepare(
     if args.tls_reload_seconds == 0 {
         return Err(StartError::ReloadInterval);
     }
+    crate::dkg::control::check_local(args.control_listen).map_err(StartError::Group)?;
     let version = match &args.report_version {
         None => Version::ours(),
         Some(v) => Version::parse(v).ok_or_else(|| StartError::BadVersion(v.clone()))?,
@@ -129,30 +139,10 @@ pub fn prepare(
             });
         }
         let share = keys.load_share(&group)?.value;
-        let info = group
-            .chain_info()
-            .map_err(|e| StartError::Group(e.to_string()))?;
-        let members = group
-            .nodes
-            .iter()
-            .map(|n| {
-                Ok(Member {
-                    index: u16::try_from(n.index)
-                        .map_err(|_| StartError::IndexTooLarge(n.index))?,
-                    address: n.address.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>, StartError>>()?;
-        Some(Membership {
-            group: GroupParams {
-                info,
-                public: group.public_key.clone(),
-                threshold: group.threshold as usize,
-                catchup_period: group.catchup_period,
-                members,
-            },
-            share: share.share,
-        })
+        Some(
+            crate::dkg::convert::membership(&group, &share)
+                .map_err(|e| StartError::Group(e.to_string()))?,
+        )
     } else {
         tracing::warn!(group = %keys.group_path().display(), "no group file: the node runs without a chain until a DKG completes");
         None
@@ -167,6 +157,16 @@ pub fn prepare(
             client_auth: args.peer_client_auth,
             tls_reload_every: Duration::from_secs(args.tls_reload_seconds),
             version,
+            control_listen: Some(args.control_listen),
+            longterm: Identity {
+                participant: Participant {
+                    address: id.address.clone(),
+                    key: id.key.to_bytes(),
+                    signature: id.signature.to_bytes(),
+                },
+                secret: *pair.secret(),
+                scheme: id.scheme,
+            },
         },
         identity,
         membership,

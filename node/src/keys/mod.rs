@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod duration;
-mod fsutil;
+pub(crate) mod fsutil;
 mod group;
 mod pair;
 
@@ -260,6 +260,12 @@ impl KeyStore {
         fsutil::ensure_private_dir(&self.group_dir())?;
         fsutil::write_replace(&path, share.to_toml()?.as_bytes())
     }
+}
+
+/// Loads and validates a group file from anywhere (the previous group a joiner of a resharing is
+/// given), as [`KeyStore::load_group`] does.
+pub fn load_group_file(path: &Path) -> Result<Loaded<Group>, KeyError> {
+    group::load_group(path)
 }
 
 /// Loads and validates a key pair from any two files (a backup folder, drand's

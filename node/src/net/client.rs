@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint};
 
+use super::proto::dkg::dkg_public_client::DkgPublicClient;
 use super::proto::drand::protocol_client::ProtocolClient;
 use super::proto::drand::public_client::PublicClient;
 use super::tls::{server_name, ReloadingTls, TlsError};
@@ -60,6 +61,10 @@ impl PeerClients {
 
     pub fn public(&self, address: &str) -> Result<PublicClient<Channel>, TlsError> {
         Ok(PublicClient::new(self.channel(address)?))
+    }
+
+    pub fn dkg(&self, address: &str) -> Result<DkgPublicClient<Channel>, TlsError> {
+        Ok(DkgPublicClient::new(self.channel(address)?).max_decoding_message_size(16 << 20))
     }
 }
 

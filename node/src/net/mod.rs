@@ -16,4 +16,7 @@ pub mod proto {
     pub mod dkg {
         tonic::include_proto!("dkg");
     }
+    pub mod control {
+        tonic::include_proto!("beacon.control");
+    }
 }

@@ -1,9 +1,11 @@
 //! beacon-node's integration tests: the real binary, run as a user runs it.
 
+mod ceremony;
 mod fuzz;
 mod http;
 mod keys;
 mod netharness;
 mod network;
 mod store;
+mod testnet;
 mod verify_cli;

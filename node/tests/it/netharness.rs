@@ -1,5 +1,5 @@
-//! A local network of real `beacon-node` processes on 127.0.0.x with TLS from a test CA and a
-//! group dealt in test code (the networked DKG comes with issue 5).
+//! A local network of real `beacon-node` processes on 127.0.0.x with TLS from a test CA, and
+//! either a group dealt in test code or none (the nodes then run a ceremony over the network).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,14 +20,24 @@ pub struct TestNode {
     pub ip: String,
     pub peer: SocketAddr,
     pub http: SocketAddr,
+    pub control: SocketAddr,
     pub log: PathBuf,
     child: Option<Child>,
     restarts: u32,
 }
 
+/// One network at a time: node networks are timing-sensitive (DKG phase timeouts, round
+/// boundaries) and the CI machine has 2 cores, so networks of different tests do not share them.
+static ONE_NETWORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn one_network() -> std::sync::MutexGuard<'static, ()> {
+    ONE_NETWORK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub struct TestNet {
     /// Holds every node's folder until the test ends.
     _root: tempfile::TempDir,
+    _turn: std::sync::MutexGuard<'static, ()>,
     pub nodes: Vec<TestNode>,
 }
 
@@ -46,27 +56,36 @@ pub fn unix_now() -> i64 {
 }
 
 impl TestNet {
-    /// n nodes, threshold t, period seconds; genesis `genesis_in` seconds from now.
-    pub fn new(
+    /// n nodes with keys and certificates but no group: they get one from a ceremony.
+    pub fn without_group(n: usize, scheme: Scheme, first_ip: u8) -> TestNet {
+        let mut rng = ChaCha20Rng::seed_from_u64(n as u64 * 7 + first_ip as u64);
+        let turn = one_network();
+        let (root, nodes, _) = Self::keys(n, scheme, first_ip, &mut rng);
+        TestNet {
+            _root: root,
+            _turn: turn,
+            nodes,
+        }
+    }
+
+    fn keys(
         n: usize,
-        t: usize,
-        period: u64,
         scheme: Scheme,
-        genesis_in: i64,
         first_ip: u8,
-    ) -> TestNet {
+        rng: &mut ChaCha20Rng,
+    ) -> (tempfile::TempDir, Vec<TestNode>, Vec<KeyPair>) {
         let root = tempfile::tempdir().expect("tempdir");
         let ca = TestCa::new("beacon test CA").expect("CA");
-        let mut rng = ChaCha20Rng::seed_from_u64(n as u64 * 1000 + t as u64);
         let mut nodes = Vec::new();
         let mut pairs = Vec::new();
         for i in 0..n {
             let ip = format!("127.0.0.{}", first_ip as usize + i);
             let peer: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().expect("addr");
             let http: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().expect("addr");
+            let control: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().expect("addr");
             let dir = root.path().join(format!("node{i}"));
             std::fs::create_dir_all(&dir).expect("node dir");
-            let pair = KeyPair::generate(scheme, &peer.to_string(), &mut rng).expect("key pair");
+            let pair = KeyPair::generate(scheme, &peer.to_string(), rng).expect("key pair");
             KeyStore::new(&dir).save_new_pair(&pair).expect("save key");
             ca.write_tls_dir(&dir.join("tls"), std::slice::from_ref(&ip))
                 .expect("tls");
@@ -77,10 +96,26 @@ impl TestNet {
                 ip,
                 peer,
                 http,
+                control,
                 child: None,
                 restarts: 0,
             });
         }
+        (root, nodes, pairs)
+    }
+
+    /// n nodes, threshold t, period seconds; genesis `genesis_in` seconds from now.
+    pub fn new(
+        n: usize,
+        t: usize,
+        period: u64,
+        scheme: Scheme,
+        genesis_in: i64,
+        first_ip: u8,
+    ) -> TestNet {
+        let turn = one_network();
+        let mut rng = ChaCha20Rng::seed_from_u64(n as u64 * 1000 + t as u64);
+        let (root, nodes, pairs) = Self::keys(n, scheme, first_ip, &mut rng);
         // The dealer: test code only.
         let poly = PriPoly::random(t, None, &mut rng);
         let public = poly.commit(scheme.key_group());
@@ -118,7 +153,11 @@ impl TestNet {
                 })
                 .expect("share");
         }
-        TestNet { _root: root, nodes }
+        TestNet {
+            _root: root,
+            _turn: turn,
+            nodes,
+        }
     }
 
     pub fn start(&mut self, i: usize) {
@@ -137,8 +176,10 @@ impl TestNet {
             .arg(node.peer.to_string())
             .arg("--public-listen")
             .arg(node.http.to_string())
+            .arg("--control-listen")
+            .arg(node.control.to_string())
             .args(["--log-format", "json", "--tls-reload-seconds", "1"])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,beacon_node::dkg=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -159,6 +200,29 @@ impl TestNet {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Runs `beacon-node <args> --control <node i's control address>`: (exit code, stdout,
+    /// stderr).
+    pub fn ctl(&self, i: usize, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_beacon-node"))
+            .args(args)
+            .arg("--control")
+            .arg(self.nodes[i].control.to_string())
+            .output()
+            .expect("run beacon-node");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Like [`TestNet::ctl`], and the command must succeed.
+    pub fn ctl_ok(&self, i: usize, args: &[&str]) -> String {
+        let (code, out, err) = self.ctl(i, args);
+        assert_eq!(code, 0, "beacon-node {args:?} on node {i}: {out}{err}");
+        out
     }
 
     pub fn log(&self, i: usize) -> String {

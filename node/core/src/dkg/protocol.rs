@@ -187,6 +187,12 @@ pub enum BundleError {
     },
     #[error("justification bundle from dealer {index}: the share for holder {holder} is not a canonical 32-byte scalar; dropped")]
     BadJustificationShare { index: u32, holder: u32 },
+    /// A bundle of another execution (a late echo of the previous epoch, or a replay). kyber
+    /// evicts a dealer whose deal carries a wrong session id, so a replayed old deal, validly
+    /// signed by the same long-term key, would get an honest dealer evicted; it is dropped at
+    /// the door instead, and the dealer's real bundle still counts.
+    #[error("{kind} bundle from index {index}: it belongs to another DKG session (a late or replayed bundle of another epoch); dropped")]
+    WrongSession { kind: BundleKind, index: u32 },
 }
 
 /// Why an index was evicted, for status and tests.
@@ -595,6 +601,9 @@ impl DkgProtocol {
         }
         let kind = bundle.kind();
         let index = bundle.index();
+        if bundle.session_id() != self.session_id.as_slice() {
+            return Err(BundleError::WrongSession { kind, index });
+        }
         let (signers, role) = match kind {
             BundleKind::Deal | BundleKind::Justification => (&self.old_nodes, "dealer"),
             BundleKind::Response => (&self.new_nodes, "share holder"),

@@ -531,3 +531,36 @@ proptest! {
         prop_assert_eq!(qual.len(), new_members.len());
     }
 }
+
+/// A late echo of another epoch's deal (same dealer, same long-term key, so its signature
+/// verifies) is dropped at the door: it neither counts as the dealer's deal nor gets the dealer
+/// evicted, and the dealer's real deal of this session is still taken. Seen on a real network: a
+/// reshare whose nodes still held echoes of the first ceremony's bundles failed.
+#[test]
+fn a_bundle_of_another_session_is_dropped_without_evicting_its_dealer() {
+    use beacon_core::dkg::{BundleError, DkgProtocol, Output};
+    let mut rng = ChaCha20Rng::seed_from_u64(77);
+    let ms = members(SCHEME, 3, &mut rng);
+    let epoch1 = fresh_configs(SCHEME, &ms, 2, 1, true);
+    let epoch2 = fresh_configs(SCHEME, &ms, 2, 2, true);
+    let deal_of = |outputs: Vec<Output>| {
+        outputs
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Broadcast(b) => Some(b),
+                _ => None,
+            })
+            .expect("a dealer broadcasts its deal")
+    };
+    let (_, out) = DkgProtocol::new(epoch1[0].clone(), &mut rng).expect("epoch 1 dealer");
+    let stale = deal_of(out);
+    let (_, out) = DkgProtocol::new(epoch2[0].clone(), &mut rng).expect("epoch 2 dealer");
+    let real = deal_of(out);
+    let (mut holder, _) = DkgProtocol::new(epoch2[1].clone(), &mut rng).expect("holder");
+    assert!(matches!(
+        holder.on_bundle(stale),
+        Err(BundleError::WrongSession { .. })
+    ));
+    assert!(holder.on_bundle(real).is_ok(), "the real deal still counts");
+    assert!(holder.evictions().is_empty(), "{:?}", holder.evictions());
+}
