@@ -321,13 +321,15 @@ fn kill_9_mid_append_loses_nothing_committed() {
         });
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut lines = Vec::new();
+        // Wait for the first commit, not just READY: on a loaded machine the child may not run
+        // at all in the few milliseconds before the kill, and then nothing would be tested.
         loop {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("child reports READY");
-            let ready = token(&line, "READY").is_some();
+                .expect("child reports a first commit");
+            let committed = token(&line, "COMMITTED").is_some();
             lines.push(line);
-            if ready {
+            if committed {
                 break;
             }
         }
