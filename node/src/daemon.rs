@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use beacon_core::crypto::PriShare;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::chain::driver::Driver;
+use crate::chain::repair::Repairer;
 use crate::chain::runtime::{ChainRuntime, GroupParams};
 use crate::chain::source::{ChainSlot, ChainSlotSource};
-use crate::chain::store::{ChainStore, StoreError};
+use crate::chain::store::StoreError;
 use crate::chain::sync::SyncManager;
 use crate::metrics::NodeMetrics;
 use crate::net::client::PeerClients;
@@ -193,7 +194,8 @@ impl Daemon {
             .ok_or_else(|| DaemonError::NotAMember {
                 address: identity.address.clone(),
             })?;
-        let store = open_store(&config.dir, &m.group)?;
+        // Checked before anything is served: bad rounds are marked and then read as absent.
+        let store = crate::chain::repair::open_and_check(&config.dir, &m.group.info, metrics)?;
         let last = store.last()?.map(|b| b.round).unwrap_or(0);
         let (latest, _) = watch::channel(last);
         let (partials_tx, partials_rx) = mpsc::channel(1024);
@@ -217,14 +219,53 @@ impl Daemon {
             metrics: metrics.clone(),
             version: config.version.clone(),
         };
-        tasks.push(tokio::spawn(driver.run(partials_rx, shutdown.clone())));
         let sync = SyncManager {
             rt: rt.clone(),
             peers: peers.clone(),
             metrics: metrics.clone(),
             version: config.version.clone(),
         };
-        tasks.push(tokio::spawn(sync.run(sync_rx, shutdown.clone())));
+        let repairer = Repairer {
+            rt: rt.clone(),
+            peers: peers.clone(),
+            metrics: metrics.clone(),
+            version: config.version.clone(),
+        };
+        // Every new round builds on the last stored one: generation and sync start once it is
+        // good (at once, unless the start-up check found it bad and it must be fetched again).
+        let (tail_ok_tx, tail_ok) = oneshot::channel();
+        tasks.push(tokio::spawn(repairer.run(tail_ok_tx, shutdown.clone())));
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if tail_ok.await.is_ok() {
+                tokio::join!(
+                    driver.run(partials_rx, stop.clone()),
+                    sync.run(sync_rx, stop)
+                );
+            }
+        }));
+        // The store's size for /metrics, every few periods (a file stat and a counter read).
+        let (stats_rt, stats_metrics, mut stop_stats) =
+            (rt.clone(), metrics.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let every = Duration::from_secs(u64::from(stats_rt.group.period()).clamp(1, 10));
+            loop {
+                if let (Ok(bytes), Ok(rounds)) =
+                    (stats_rt.store.size_on_disk(), stats_rt.store.len())
+                {
+                    // The count includes round 0, the genesis seed, which is not a beacon.
+                    stats_metrics.store_size(
+                        &stats_rt.info().beacon_id,
+                        bytes,
+                        rounds.saturating_sub(1),
+                    );
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop_stats.changed() => return,
+                }
+            }
+        }));
         // A restarted node catches up before anything else (drand's Catchup).
         if rt.last_round() + 1 < rt.current_round() {
             let _ = rt.sync_requests.try_send(0);
@@ -248,31 +289,4 @@ impl Daemon {
             let _ = t.await;
         }
     }
-}
-
-/// Opens the chain store, moving a corrupt one aside (never deleting it) and starting afresh:
-/// the node then refills it from its peers by sync instead of serving bad data.
-fn open_store(dir: &std::path::Path, group: &GroupParams) -> Result<ChainStore, DaemonError> {
-    let db_dir = dir.join("db");
-    std::fs::create_dir_all(&db_dir).map_err(|source| StoreError::Io {
-        path: db_dir.clone(),
-        action: "cannot create the store's folder",
-        source,
-    })?;
-    let path = db_dir.join("chain.redb");
-    let store = match ChainStore::open(&path, group.scheme()) {
-        Ok(s) => s,
-        Err(StoreError::Corrupt { .. }) => {
-            let aside = ChainStore::quarantine(&path)?;
-            tracing::error!(
-                store = %path.display(),
-                moved_to = %aside.display(),
-                "chain store is corrupt: moved it aside and starting a fresh one, to be refilled from peers"
-            );
-            ChainStore::open(&path, group.scheme())?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    store.init_genesis(&group.info.genesis_seed)?;
-    Ok(store)
 }

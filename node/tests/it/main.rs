@@ -5,5 +5,6 @@ mod http;
 mod keys;
 mod netharness;
 mod network;
+mod repair;
 mod store;
 mod verify_cli;

@@ -453,7 +453,7 @@ fn truncated_garbage_empty_and_foreign_files_are_corrupt_and_quarantined() {
 
 /// Flips one byte in every copy of `needle` in the file (redb may hold stale copies in freed
 /// pages; the live one is among them).
-fn flip_in_file(path: &Path, needle: &[u8]) -> usize {
+pub(crate) fn flip_in_file(path: &Path, needle: &[u8]) -> usize {
     let mut bytes = std::fs::read(path).expect("read");
     let mut hits = 0;
     let mut i = 0;
