@@ -9,9 +9,10 @@ use std::time::Duration;
 use beacon_core::crypto::PriShare;
 use beacon_core::dkg::ceremony::Identity;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::chain::driver::Driver;
+use crate::chain::repair::Repairer;
 use crate::chain::runtime::{ChainRuntime, GroupParams};
 use crate::chain::source::{ChainSlot, ChainSlotSource};
 use crate::chain::store::{ChainStore, StoreError};
@@ -135,7 +136,12 @@ impl ChainManager {
                 let _ = old.stop.send(true);
                 old.store
             }
-            None => Arc::new(open_store(&self.dir, &m.group)?),
+            // Checked before anything is served: bad rounds are marked and then read as absent.
+            None => Arc::new(crate::chain::repair::open_and_check(
+                &self.dir,
+                &m.group.info,
+                &self.metrics,
+            )?),
         };
         let (stop, stop_rx) = watch::channel(false);
         // The chain's tasks stop with the daemon as well.
@@ -169,14 +175,52 @@ impl ChainManager {
             metrics: self.metrics.clone(),
             version: self.version.clone(),
         };
-        self.push_task(tokio::spawn(driver.run(partials_rx, stop_rx.clone())));
         let sync = SyncManager {
             rt: rt.clone(),
             peers: self.peers.clone(),
             metrics: self.metrics.clone(),
             version: self.version.clone(),
         };
-        self.push_task(tokio::spawn(sync.run(sync_rx, stop_rx)));
+        let repairer = Repairer {
+            rt: rt.clone(),
+            peers: self.peers.clone(),
+            metrics: self.metrics.clone(),
+            version: self.version.clone(),
+        };
+        // Every new round builds on the last stored one: generation and sync start once it is
+        // good (at once, unless the start-up check found it bad and it must be fetched again).
+        let (tail_ok_tx, tail_ok) = oneshot::channel();
+        self.push_task(tokio::spawn(repairer.run(tail_ok_tx, stop_rx.clone())));
+        let chain_stop = stop_rx.clone();
+        self.push_task(tokio::spawn(async move {
+            if tail_ok.await.is_ok() {
+                tokio::join!(
+                    driver.run(partials_rx, chain_stop.clone()),
+                    sync.run(sync_rx, chain_stop)
+                );
+            }
+        }));
+        // The store's size for /metrics, every few periods (a file stat and a counter read).
+        let (stats_rt, stats_metrics, mut stop_stats) = (rt.clone(), self.metrics.clone(), stop_rx);
+        self.push_task(tokio::spawn(async move {
+            let every = Duration::from_secs(u64::from(stats_rt.group.period()).clamp(1, 10));
+            loop {
+                if let (Ok(bytes), Ok(rounds)) =
+                    (stats_rt.store.size_on_disk(), stats_rt.store.len())
+                {
+                    // The count includes round 0, the genesis seed, which is not a beacon.
+                    stats_metrics.store_size(
+                        &stats_rt.info().beacon_id,
+                        bytes,
+                        rounds.saturating_sub(1),
+                    );
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop_stats.changed() => return,
+                }
+            }
+        }));
         // A restarted node, or a joiner, catches up before anything else (drand's Catchup).
         if rt.last_round() + 1 < rt.current_round() {
             let _ = rt.sync_requests.try_send(0);
@@ -434,31 +478,4 @@ impl Daemon {
             let _ = t.await;
         }
     }
-}
-
-/// Opens the chain store, moving a corrupt one aside (never deleting it) and starting afresh:
-/// the node then refills it from its peers by sync instead of serving bad data.
-fn open_store(dir: &std::path::Path, group: &GroupParams) -> Result<ChainStore, DaemonError> {
-    let db_dir = dir.join("db");
-    std::fs::create_dir_all(&db_dir).map_err(|source| StoreError::Io {
-        path: db_dir.clone(),
-        action: "cannot create the store's folder",
-        source,
-    })?;
-    let path = db_dir.join("chain.redb");
-    let store = match ChainStore::open(&path, group.scheme()) {
-        Ok(s) => s,
-        Err(StoreError::Corrupt { .. }) => {
-            let aside = ChainStore::quarantine(&path)?;
-            tracing::error!(
-                store = %path.display(),
-                moved_to = %aside.display(),
-                "chain store is corrupt: moved it aside and starting a fresh one, to be refilled from peers"
-            );
-            ChainStore::open(&path, group.scheme())?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    store.init_genesis(&group.info.genesis_seed)?;
-    Ok(store)
 }

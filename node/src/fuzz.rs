@@ -1,18 +1,15 @@
 //! Fuzz targets for what the node parses from outside: drand chain info JSON and beacon JSON,
-//! and a small deterministic mutation fuzzer that runs them from the test suite (stable Rust,
-//! fixed seed). `node/fuzz/` runs the same targets under libFuzzer (nightly only).
+//! the protobuf wire messages peers send, and a small deterministic mutation fuzzer that runs
+//! them from the test suite (stable Rust, fixed seed). `node/fuzz/` runs the same targets under
+//! libFuzzer (nightly only).
 //!
-//! Each target asserts invariants, not just "no panic": parsed input re-encodes to JSON that
-//! parses back to the same value, and nothing but a genuine drand beacon ever verifies.
-//!
-//! Hook for the wire messages (protobuf, issue 4): add
-//! `pub fn fuzz_wire_message(data: &[u8]) { let _ = check_wire_message(data); }` here, where
-//! `check_wire_message` decodes `data` as each drand message the node accepts from peers
-//! (`prost::Message::decode`), asserts decode → encode → decode is stable, runs the node's
-//! validation of the decoded message (which must reject, never panic), and returns an
-//! [`Outcome`]. Then add its seeds (encoded real messages) beside [`info_seeds`], a target
-//! `node/fuzz/fuzz_targets/wire_message.rs` (a copy of `info_json.rs`) with its `[[bin]]` in
-//! `node/fuzz/Cargo.toml`, and an entry in `tests/it/fuzz.rs`.
+//! Each target asserts invariants, not just "no panic": parsed input re-encodes to bytes that
+//! parse back to the same value, and nothing but a genuine beacon, partial or identity ever
+//! verifies.
+
+mod wire;
+
+pub use wire::{check_wire_message, fuzz_wire_message, wire_fixture, wire_seeds, WireFixture};
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
@@ -31,6 +28,8 @@ const QUICKNET_INFO_V2: &str = r#"{"public_key":"83cf0f2896adee7eb8b5f01fcad3912
 /// What a target made of one input, so that a run can show it reached the deep code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
+    /// Not the encoding of any message the target decodes (wire target).
+    NotDecoded,
     /// Not JSON.
     NotJson,
     /// JSON, refused by the parser with an error.
@@ -398,7 +397,10 @@ impl Mutator {
     fn mutate(&mut self, data: &mut Vec<u8>) {
         // JSON-aware changes half of the time: they keep the input parseable, so they reach
         // the field checks and the cryptography instead of stopping at the JSON parser.
-        if self.rng.below(2) == 0 && self.mutate_json(data) {
+        // Protobuf-aware changes likewise keep a wire message decodable.
+        if self.rng.below(2) == 0
+            && (self.mutate_json(data) || wire::mutate_proto(&mut self.rng, data, &self.corpus))
+        {
             return;
         }
         let len = data.len();

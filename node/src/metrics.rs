@@ -46,6 +46,9 @@ pub struct NodeMetrics {
     peer_versions: Mutex<HashSet<String>>,
     store_bytes: IntGaugeVec,
     store_beacons: IntGaugeVec,
+    store_bad_rounds: IntGaugeVec,
+    store_repaired: IntCounterVec,
+    store_quarantined: IntCounterVec,
     group_size: IntGaugeVec,
     group_threshold: IntGaugeVec,
     error_sending_partial: IntGaugeVec,
@@ -172,6 +175,23 @@ impl NodeMetrics {
             store_beacons: int_gauge(
                 "beacon_store_beacons",
                 "Number of beacons in the chain store",
+                &["beacon_id"],
+            )?,
+            store_bad_rounds: int_gauge(
+                "beacon_store_bad_rounds",
+                "Stored rounds found bad (wrong signature, broken link, missing) and not yet \
+                 repaired from peers; they are not served",
+                &["beacon_id"],
+            )?,
+            store_repaired: counter(
+                "beacon_store_repaired_rounds_total",
+                "Bad stored rounds replaced by verified beacons fetched from peers",
+                &["beacon_id"],
+            )?,
+            store_quarantined: counter(
+                "beacon_store_quarantined_total",
+                "Chain stores moved aside at start because they could not be read (the chain is \
+                 then synced again from peers)",
                 &["beacon_id"],
             )?,
             group_size: int_gauge("group_size", "Number of nodes in the group", &["beacon_id"])?,
@@ -339,6 +359,23 @@ impl NodeMetrics {
             .set(gauge_value(beacons));
     }
 
+    /// How many stored rounds are known bad and not yet repaired.
+    pub fn store_bad_rounds(&self, beacon_id: &str, rounds: usize) {
+        self.store_bad_rounds
+            .with_label_values(&[beacon_id])
+            .set(i64::try_from(rounds).unwrap_or(i64::MAX));
+    }
+
+    /// A bad stored round was replaced by a verified beacon from a peer.
+    pub fn store_round_repaired(&self, beacon_id: &str) {
+        self.store_repaired.with_label_values(&[beacon_id]).inc();
+    }
+
+    /// An unreadable store was moved aside and a new one started.
+    pub fn store_quarantined(&self, beacon_id: &str) {
+        self.store_quarantined.with_label_values(&[beacon_id]).inc();
+    }
+
     pub fn group(&self, beacon_id: &str, size: usize, threshold: usize) {
         let v = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.group_size.with_label_values(&[beacon_id]).set(v(size));
@@ -394,6 +431,9 @@ mod tests {
         m.tls_refused("plaintext");
         m.version_refused("1.5.7");
         m.store_size("default", 4096, 100);
+        m.store_bad_rounds("default", 2);
+        m.store_round_repaired("default");
+        m.store_quarantined("default");
         m.group("default", 7, 4);
         m.partial_sent("default", "node1:4444", false);
         m.partial_sent("default", "node2:4444", true);
@@ -435,6 +475,12 @@ mod tests {
             ("beacon_version_refusals_total{peer_version=\"1.5.7\"}", 1.0),
             ("beacon_store_size_bytes{beacon_id=\"default\"}", 4096.0),
             ("beacon_store_beacons{beacon_id=\"default\"}", 100.0),
+            ("beacon_store_bad_rounds{beacon_id=\"default\"}", 2.0),
+            (
+                "beacon_store_repaired_rounds_total{beacon_id=\"default\"}",
+                1.0,
+            ),
+            ("beacon_store_quarantined_total{beacon_id=\"default\"}", 1.0),
             ("group_size{beacon_id=\"default\"}", 7.0),
             ("group_threshold{beacon_id=\"default\"}", 4.0),
             (

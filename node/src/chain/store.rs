@@ -322,7 +322,14 @@ impl ChainStore {
 
     /// The beacon of `round`, with `previous_signature` rebuilt on the chained scheme. Round 0
     /// is the genesis seed (as drand's genesis beacon: the seed as signature, no previous).
+    ///
+    /// A round that [`ChainStore::check`] or [`ChainStore::scan`] found bad reads as absent
+    /// until [`ChainStore::replace_corrupt`] repairs it: every reader (HTTP, peers, sync) gets
+    /// "not available", never the bad beacon.
     pub fn get(&self, round: u64) -> Result<Option<Beacon>, StoreError> {
+        if self.is_marked_bad(round) {
+            return Ok(None);
+        }
         let scheme = self.scheme;
         self.read(|db, path| {
             let tx = db.begin_read().map_err(|e| engine(path, e))?;
@@ -340,7 +347,8 @@ impl ChainStore {
     }
 
     /// The last stored beacon: the genesis beacon (round 0) when no round was appended yet,
-    /// `None` when not even the genesis seed is stored.
+    /// `None` when not even the genesis seed is stored. As stored, even when marked bad: the
+    /// append rules work on what is on disk (callers that serve it go through `get`).
     pub fn last(&self) -> Result<Option<Beacon>, StoreError> {
         let scheme = self.scheme;
         self.read(|db, path| {
@@ -360,12 +368,22 @@ impl ChainStore {
 
     /// Up to `max` beacons from round `max(from, 1)` on, in order (round 0, the genesis seed, is
     /// not a beacon and is only returned by [`ChainStore::get`]). For streaming sync.
+    ///
+    /// Stops before the first round marked bad (see [`ChainStore::get`]): a peer syncing from
+    /// us gets the rounds up to the damage and then nothing, and so tries another peer, instead
+    /// of a chain with a bad link.
     pub fn range(&self, from: u64, max: usize) -> Result<Vec<Beacon>, StoreError> {
+        let from = from.max(1);
+        let to = match self.first_bad_from(from) {
+            Some(bad) if bad <= from => return Ok(Vec::new()),
+            Some(bad) => bad - 1,
+            None => u64::MAX,
+        };
         let scheme = self.scheme;
         self.read(|db, path| {
             let tx = db.begin_read().map_err(|e| engine(path, e))?;
             let table = tx.open_table(BEACONS).map_err(|e| engine(path, e))?;
-            read_range(&table, scheme, from.max(1), u64::MAX, max, path)
+            read_range(&table, scheme, from, to, max, path)
         })
     }
 
@@ -409,6 +427,73 @@ impl ChainStore {
         to: u64,
         rng: &mut R,
     ) -> Result<Option<u64>, StoreError> {
+        let mut first = None;
+        self.verify_rounds(info, from, to, rng, |bad| {
+            first = bad.first().copied();
+            first.is_none()
+        })?;
+        Ok(first)
+    }
+
+    /// [`ChainStore::check`] over the whole of `from..=to`, not stopping at the first bad batch:
+    /// returns every round that does not verify or is missing, in order. Each becomes
+    /// replaceable by [`ChainStore::replace_corrupt`], and is not served (see
+    /// [`ChainStore::get`]) until it is.
+    pub fn scan<R: RngCore + CryptoRng>(
+        &self,
+        info: &ChainInfo,
+        from: u64,
+        to: u64,
+        rng: &mut R,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut all = Vec::new();
+        self.verify_rounds(info, from, to, rng, |bad| {
+            all.extend(bad.iter().copied());
+            true
+        })?;
+        Ok(all)
+    }
+
+    /// Rounds that [`ChainStore::check`] or [`ChainStore::scan`] found bad and that were not
+    /// replaced since, in order.
+    pub fn marked_bad(&self) -> Vec<u64> {
+        self.bad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Whether `round` was found bad and not replaced since.
+    pub fn is_marked_bad(&self, round: u64) -> bool {
+        self.bad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&round)
+    }
+
+    /// The first round at or after `from` that is marked bad.
+    fn first_bad_from(&self, from: u64) -> Option<u64> {
+        self.bad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .range(from..)
+            .next()
+            .copied()
+    }
+
+    /// The batch loop of [`ChainStore::check`] and [`ChainStore::scan`]: verifies `from..=to`
+    /// batch by batch, records the bad rounds of each, and hands them to `on_batch`, which says
+    /// whether to go on.
+    fn verify_rounds<R: RngCore + CryptoRng>(
+        &self,
+        info: &ChainInfo,
+        from: u64,
+        to: u64,
+        rng: &mut R,
+        mut on_batch: impl FnMut(&BTreeSet<u64>) -> bool,
+    ) -> Result<(), StoreError> {
         if info.scheme != self.scheme {
             return Err(StoreError::SchemeMismatch {
                 path: self.path.clone(),
@@ -416,18 +501,25 @@ impl ChainStore {
                 requested: info.scheme,
             });
         }
-        let Some(genesis) = self.get(0)? else {
-            return Ok(None);
+        // Raw reads: `get` and `last` hide rounds already marked bad, and a check must see
+        // what is on disk.
+        let (genesis, last) = self.read(|db, path| {
+            let tx = db.begin_read().map_err(|e| engine(path, e))?;
+            let table = tx.open_table(BEACONS).map_err(|e| engine(path, e))?;
+            Ok((get_sig(&table, 0, path)?, last_of(&table, path)?))
+        })?;
+        let Some(genesis) = genesis else {
+            return Ok(());
         };
-        if genesis.signature != info.genesis_seed {
+        if genesis != info.genesis_seed {
             return Err(StoreError::GenesisMismatch {
                 path: self.path.clone(),
-                stored: hex::encode(&genesis.signature),
+                stored: hex::encode(&genesis),
                 offered: hex::encode(&info.genesis_seed),
             });
         }
-        let Some(last) = self.last()?.map(|b| b.round) else {
-            return Ok(None);
+        let Some((last, _)) = last else {
+            return Ok(());
         };
         let end = to.min(last);
         let mut start = from.max(1);
@@ -458,18 +550,23 @@ impl ChainStore {
             for (i, _) in info.verify_beacons(&published, rng) {
                 bad.insert(beacons[i].round);
             }
-            let mut marked = self.bad.lock().unwrap_or_else(|e| e.into_inner());
-            let checked: Vec<u64> = marked.range(start..=batch_end).copied().collect();
-            for r in checked {
-                marked.remove(&r);
+            {
+                let mut marked = self.bad.lock().unwrap_or_else(|e| e.into_inner());
+                let checked: Vec<u64> = marked.range(start..=batch_end).copied().collect();
+                for r in checked {
+                    marked.remove(&r);
+                }
+                marked.extend(bad.iter().copied());
             }
-            marked.extend(bad.iter().copied());
-            if let Some(first) = bad.first() {
-                return Ok(Some(*first));
+            if !on_batch(&bad) {
+                return Ok(());
+            }
+            if batch_end == u64::MAX {
+                break;
             }
             start = batch_end + 1;
         }
-        Ok(None)
+        Ok(())
     }
 
     /// Overwrites round `beacon.round`, which [`ChainStore::check`] must have found bad, with

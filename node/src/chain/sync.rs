@@ -14,6 +14,7 @@ use crate::metrics::NodeMetrics;
 use crate::net::client::PeerClients;
 use crate::net::proto::drand::{Metadata, SyncRequest};
 use crate::net::version::Version;
+use crate::net::wire;
 
 /// Beacons verified and stored per batch (drand's client buffer is 500).
 pub const BATCH: usize = 500;
@@ -127,19 +128,9 @@ impl SyncManager {
             };
             match tokio::time::timeout(wait, stream.message()).await {
                 Ok(Ok(Some(packet))) => {
-                    if let Some(md) = &packet.metadata {
-                        if !md.beacon_id.is_empty() && md.beacon_id != self.rt.info().beacon_id {
-                            return Err(peer_err(format!(
-                                "sent beacons of beacon ID {:?}",
-                                md.beacon_id
-                            )));
-                        }
-                    }
-                    batch.push(Beacon {
-                        round: packet.round,
-                        signature: packet.signature,
-                        previous_signature: packet.previous_signature,
-                    });
+                    let beacon = wire::beacon_from_packet(packet, &self.rt.info().beacon_id)
+                        .map_err(|e| peer_err(e.to_string()))?;
+                    batch.push(beacon);
                     if batch.len() >= BATCH {
                         self.flush(peer, &mut batch)?;
                     }

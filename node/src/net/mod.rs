@@ -6,6 +6,7 @@ pub mod pki;
 pub mod server;
 pub mod tls;
 pub mod version;
+pub mod wire;
 
 /// Code generated from `proto/` (drand's packages, names and field numbers).
 pub mod proto {

@@ -20,7 +20,8 @@ use super::proto::drand::{
     StatusResponse, SyncRequest,
 };
 use super::version::{self, Version};
-use crate::chain::runtime::{ChainRuntime, IncomingPartial};
+use super::wire;
+use crate::chain::runtime::ChainRuntime;
 use crate::chain::source::{current, ChainSlot};
 use crate::metrics::NodeMetrics;
 
@@ -137,20 +138,9 @@ impl Protocol for Arc<Services> {
         let peer = peer_of(&req);
         self.check_version(&peer, req.get_ref().metadata.as_ref())?;
         let rt = self.chain()?;
-        let p = req.into_inner();
-        let current = rt.current_round();
-        if p.round > current + 1 {
-            return Err(Status::invalid_argument(format!(
-                "partial for round {} is too far ahead: the current round here is {current}; check the clocks",
-                p.round
-            )));
-        }
-        let incoming = IncomingPartial {
-            round: p.round,
-            previous_signature: p.previous_signature,
-            partial: p.partial_sig,
-            from: peer,
-        };
+        let incoming =
+            wire::partial_from_packet(&self.version, req.into_inner(), rt.current_round(), peer)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
         rt.partials.try_send(incoming).map_err(|_| {
             Status::resource_exhausted("partial queue full; the node is overloaded")
         })?;
@@ -294,16 +284,10 @@ impl Public for Arc<Services> {
     ) -> Result<Response<ChainInfoPacket>, Status> {
         self.check_version(&peer_of(&req), req.get_ref().metadata.as_ref())?;
         let rt = self.chain()?;
-        let info = rt.info();
-        Ok(Response::new(ChainInfoPacket {
-            public_key: info.public_key.to_bytes(),
-            period: info.period,
-            genesis_time: info.genesis_time,
-            hash: info.hash().to_vec(),
-            group_hash: info.genesis_seed.clone(),
-            scheme_id: info.scheme.id().to_owned(),
-            metadata: Some(self.metadata(Some(&rt))),
-        }))
+        Ok(Response::new(wire::chain_info_packet(
+            rt.info(),
+            self.metadata(Some(&rt)),
+        )))
     }
 
     async fn list_beacon_i_ds(

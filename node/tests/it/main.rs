@@ -6,6 +6,7 @@ mod http;
 mod keys;
 mod netharness;
 mod network;
+mod repair;
 mod store;
 mod testnet;
 mod verify_cli;

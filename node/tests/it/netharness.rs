@@ -194,6 +194,35 @@ impl TestNet {
         }
     }
 
+    /// SIGTERM, then wait for the process to exit (it closes its store cleanly). Falls back to
+    /// kill -9 after 20 s.
+    pub fn stop(&mut self, i: usize) {
+        let Some(mut c) = self.nodes[i].child.take() else {
+            return;
+        };
+        if let Ok(pid) = libc::pid_t::try_from(c.id()) {
+            // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        panic!("node {i} did not stop within 20 s of SIGTERM");
+    }
+
+    /// The chain store file of node `i`.
+    pub fn store_path(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.join("db").join("chain.redb")
+    }
+
     /// kill -9
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {

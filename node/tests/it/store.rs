@@ -321,13 +321,15 @@ fn kill_9_mid_append_loses_nothing_committed() {
         });
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut lines = Vec::new();
+        // Wait for the first commit, not just READY: on a loaded machine the child may not run
+        // at all in the few milliseconds before the kill, and then nothing would be tested.
         loop {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("child reports READY");
-            let ready = token(&line, "READY").is_some();
+                .expect("child reports a first commit");
+            let committed = token(&line, "COMMITTED").is_some();
             lines.push(line);
-            if ready {
+            if committed {
                 break;
             }
         }
@@ -451,7 +453,7 @@ fn truncated_garbage_empty_and_foreign_files_are_corrupt_and_quarantined() {
 
 /// Flips one byte in every copy of `needle` in the file (redb may hold stale copies in freed
 /// pages; the live one is among them).
-fn flip_in_file(path: &Path, needle: &[u8]) -> usize {
+pub(crate) fn flip_in_file(path: &Path, needle: &[u8]) -> usize {
     let mut bytes = std::fs::read(path).expect("read");
     let mut hits = 0;
     let mut i = 0;
