@@ -75,10 +75,21 @@ fn network_spec() -> Value {
     })
 }
 
+/// `spec` with the value at `pointer` set (an object key is added if missing).
 fn with(mut spec: Value, pointer: &str, value: Value) -> Value {
-    match spec.pointer_mut(pointer) {
-        Some(slot) => *slot = value,
-        None => panic!("no {pointer} in the fixture"),
+    let (parent, key) = pointer
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("bad pointer {pointer}"));
+    match spec.pointer_mut(parent) {
+        Some(Value::Object(map)) => {
+            map.insert(key.to_owned(), value);
+        }
+        Some(Value::Array(items)) => match key.parse::<usize>().ok().and_then(|i| items.get_mut(i))
+        {
+            Some(slot) => *slot = value,
+            None => panic!("no {pointer} in the fixture"),
+        },
+        _ => panic!("no {parent} in the fixture"),
     }
     spec
 }
@@ -260,8 +271,10 @@ async fn beacon_network_crd_accepts_good_and_rejects_bad_objects() {
             &[&format!("spec.{field}"), "immutable"],
         );
     }
-    // ... while the image, a member list change within the rules, and the threshold may change.
-    let patch = json!({ "spec": { "image": "beacon-node:1.1.0", "threshold": 4 } });
+    // ... while the image, the threshold and the margin may change (within the rules).
+    let patch = json!({ "spec": {
+        "image": "beacon-node:1.1.0", "threshold": 4, "upgrade": { "minHealthyMargin": 0 },
+    }});
     let changed = api
         .patch("quicknet", &pp, &Patch::Merge(&patch))
         .await
