@@ -32,10 +32,11 @@ pub mod rules {
     pub const RESHARE_NO_GENESIS_DELAY_MESSAGE: &str = "spec.genesisDelay applies to an Initial ceremony only: a reshare keeps the chain's genesis; remove it";
     pub const THRESHOLD_AT_MOST_GROUP: &str =
         "self.threshold <= size(self.joining) + size(self.remaining)";
-    pub const THRESHOLD_AT_MOST_GROUP_MESSAGE: &str = "'spec.threshold ' + string(self.threshold) + ' is above the new group size (joining + remaining = ' + string(size(self.joining) + size(self.remaining)) + '): lower it or add members'";
+    pub const THRESHOLD_AT_MOST_GROUP_MESSAGE: &str =
+        "spec.threshold is above the new group size (joining + remaining): lower it or add members";
     pub const THRESHOLD_MAJORITY: &str =
         "self.threshold >= (size(self.joining) + size(self.remaining)) / 2 + 1";
-    pub const THRESHOLD_MAJORITY_MESSAGE: &str = "'spec.threshold ' + string(self.threshold) + ' is below a majority of the new group (' + string(size(self.joining) + size(self.remaining)) + ' members): it must be at least ' + string((size(self.joining) + size(self.remaining)) / 2 + 1)";
+    pub const THRESHOLD_MAJORITY_MESSAGE: &str = "spec.threshold is below a majority of the new group (joining + remaining): it must be at least floor(n/2)+1 for n members";
     pub const DISJOINT: &str = "self.joining.all(j, !(j in self.remaining) && !(j in self.leaving)) && self.remaining.all(r, !(r in self.leaving))";
     pub const DISJOINT_MESSAGE: &str =
         "a member can be in only one of spec.joining, spec.remaining and spec.leaving";
@@ -74,8 +75,8 @@ pub mod rules {
     { "rule": rules::INITIAL_HAS_JOINERS, "message": rules::INITIAL_HAS_JOINERS_MESSAGE, "fieldPath": ".joining" },
     { "rule": rules::RESHARE_HAS_REMAINERS, "message": rules::RESHARE_HAS_REMAINERS_MESSAGE, "fieldPath": ".remaining" },
     { "rule": rules::RESHARE_NO_GENESIS_DELAY, "message": rules::RESHARE_NO_GENESIS_DELAY_MESSAGE },
-    { "rule": rules::THRESHOLD_AT_MOST_GROUP, "messageExpression": rules::THRESHOLD_AT_MOST_GROUP_MESSAGE, "fieldPath": ".threshold" },
-    { "rule": rules::THRESHOLD_MAJORITY, "messageExpression": rules::THRESHOLD_MAJORITY_MESSAGE, "fieldPath": ".threshold" },
+    { "rule": rules::THRESHOLD_AT_MOST_GROUP, "message": rules::THRESHOLD_AT_MOST_GROUP_MESSAGE, "fieldPath": ".threshold" },
+    { "rule": rules::THRESHOLD_MAJORITY, "message": rules::THRESHOLD_MAJORITY_MESSAGE, "fieldPath": ".threshold" },
     { "rule": rules::DISJOINT, "message": rules::DISJOINT_MESSAGE },
     { "rule": rules::TERMS_IMMUTABLE, "message": rules::TERMS_IMMUTABLE_MESSAGE },
 ]))]

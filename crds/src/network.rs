@@ -29,6 +29,10 @@ pub const MEMBER_NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
 pub const MAX_MEMBER_OBJECT_NAME: usize = 52;
 
 /// CEL rules of the schema, one place, so the tests and [`crate::validate`] can name them.
+///
+/// Messages are fixed strings, not `messageExpression`s: kube-apiserver 1.37 refused the CRD
+/// when these messages were built with `'...' + string(n)` ("estimated messageExpression cost
+/// exceeds budget by factor of more than 100x"); [`crate::validate`] gives the numbers.
 pub mod rules {
     /// On the object: every member's `<network>-<member>` fits [`super::MAX_MEMBER_OBJECT_NAME`].
     pub const NAME_LENGTH: &str =
@@ -40,15 +44,16 @@ pub mod rules {
 
     /// On the spec: `threshold <= len(members)`.
     pub const THRESHOLD_AT_MOST_MEMBERS: &str = "self.threshold <= size(self.members)";
-    pub const THRESHOLD_AT_MOST_MEMBERS_MESSAGE: &str = "'spec.threshold ' + string(self.threshold) + ' is above the number of members (' + string(size(self.members)) + '): lower spec.threshold or add members'";
+    pub const THRESHOLD_AT_MOST_MEMBERS_MESSAGE: &str =
+        "spec.threshold is above the number of members: lower spec.threshold or add members";
     /// On the spec: `threshold >= floor(n/2) + 1` (drand's minimum; CEL's `/` on ints truncates).
     pub const THRESHOLD_MAJORITY: &str = "self.threshold >= size(self.members) / 2 + 1";
-    pub const THRESHOLD_MAJORITY_MESSAGE: &str = "'spec.threshold ' + string(self.threshold) + ' is below a majority of the ' + string(size(self.members)) + ' members: it must be at least ' + string(size(self.members) / 2 + 1) + ' (floor(n/2)+1), or fewer than half the members could sign alone'";
+    pub const THRESHOLD_MAJORITY_MESSAGE: &str = "spec.threshold is below a majority of the members: it must be at least floor(n/2)+1 for n members, or fewer than half the members could sign alone";
     /// On the spec: `threshold + minHealthyMargin` members can exist at all (else the
     /// PodDisruptionBudget and every rollout pre-check could never be met).
     pub const MARGIN_FITS: &str =
         "self.threshold + self.upgrade.minHealthyMargin <= size(self.members)";
-    pub const MARGIN_FITS_MESSAGE: &str = "'spec.upgrade.minHealthyMargin ' + string(self.upgrade.minHealthyMargin) + ' plus spec.threshold ' + string(self.threshold) + ' exceeds the ' + string(size(self.members)) + ' members: no disruption or upgrade could ever be allowed; lower the margin or add members'";
+    pub const MARGIN_FITS_MESSAGE: &str = "spec.upgrade.minHealthyMargin plus spec.threshold exceeds the number of members: no disruption or upgrade could ever be allowed; lower the margin or add members";
     /// On the spec: an external member's public key has the length of the scheme's key group
     /// (G1, 48 bytes, for the pedersen schemes; G2, 96 bytes, for bls-unchained-g1-rfc9380).
     pub const EXTERNAL_KEY_LENGTH: &str = "self.members.all(m, !has(m.external) || size(m.external.publicKey) == (self.scheme == 'bls-unchained-g1-rfc9380' ? 192 : 96))";
@@ -99,17 +104,17 @@ pub mod rules {
 #[schemars(extend("x-kubernetes-validations" = [
     {
         "rule": rules::THRESHOLD_AT_MOST_MEMBERS,
-        "messageExpression": rules::THRESHOLD_AT_MOST_MEMBERS_MESSAGE,
+        "message": rules::THRESHOLD_AT_MOST_MEMBERS_MESSAGE,
         "fieldPath": ".threshold",
     },
     {
         "rule": rules::THRESHOLD_MAJORITY,
-        "messageExpression": rules::THRESHOLD_MAJORITY_MESSAGE,
+        "message": rules::THRESHOLD_MAJORITY_MESSAGE,
         "fieldPath": ".threshold",
     },
     {
         "rule": rules::MARGIN_FITS,
-        "messageExpression": rules::MARGIN_FITS_MESSAGE,
+        "message": rules::MARGIN_FITS_MESSAGE,
         "fieldPath": ".upgrade.minHealthyMargin",
     },
     {

@@ -153,13 +153,13 @@ async fn beacon_network_crd_accepts_good_and_rejects_bad_objects() {
             "threshold above members",
             "t-above",
             with(network_spec(), "/threshold", json!(5)),
-            vec!["spec.threshold", "is above the number of members (4)"],
+            vec!["spec.threshold", "is above the number of members"],
         ),
         (
             "threshold below a majority",
             "t-below",
             with(network_spec(), "/threshold", json!(2)),
-            vec!["spec.threshold", "below a majority", "at least 3"],
+            vec!["spec.threshold", "below a majority"],
         ),
         (
             "threshold zero",
