@@ -3,6 +3,7 @@
 //! a machine builds the binaries (see e2e/README.md); without Go the tests fail, with a
 //! message that says how to install it.
 
+mod beacon_crds;
 mod cert_manager;
 mod common;
 mod controller_manager;
