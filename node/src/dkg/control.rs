@@ -72,13 +72,7 @@ impl ControlService {
             .peers
             .protocol(address)
             .map_err(|e| Status::invalid_argument(format!("member {address}: {e}")))?;
-        let request = IdentityRequest {
-            metadata: Some(Metadata {
-                node_version: Some(self.version.to_proto()),
-                beacon_id: String::new(),
-                chain_hash: Vec::new(),
-            }),
-        };
+        let request = identity_request(&self.version);
         let answer = tokio::time::timeout(CALL_TIMEOUT, client.get_identity(request)).await;
         let identity = match answer {
             Ok(Ok(r)) => r.into_inner(),
@@ -279,15 +273,20 @@ impl ControlService {
     }
 }
 
-/// Asks a member for its identity: reachable over TLS, and which version it runs.
-async fn probe(peers: &PeerClients, version: &Version, address: String, index: u16) -> PeerDoc {
-    let request = IdentityRequest {
+/// An identity request carrying our version (the peer refuses incompatible ones).
+fn identity_request(version: &Version) -> IdentityRequest {
+    IdentityRequest {
         metadata: Some(Metadata {
             node_version: Some(version.to_proto()),
             beacon_id: String::new(),
             chain_hash: Vec::new(),
         }),
-    };
+    }
+}
+
+/// Asks a member for its identity: reachable over TLS, and which version it runs.
+async fn probe(peers: &PeerClients, version: &Version, address: String, index: u16) -> PeerDoc {
+    let request = identity_request(version);
     let result = match peers.protocol(&address) {
         Err(e) => Err(e.to_string()),
         Ok(mut c) => {
