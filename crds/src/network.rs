@@ -96,6 +96,7 @@ pub mod rules {
     printcolumn = r#"{"name":"Round","type":"integer","jsonPath":".status.latestRound"}"#,
     printcolumn = r#"{"name":"Lag","type":"integer","description":"expected round minus latest round","jsonPath":".status.lag"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Rollout","type":"string","description":"rollout phase","jsonPath":".status.rollout.phase"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = ::kube::core::Rule::new(rules::NETWORK_NAME).message(rules::NETWORK_NAME_MESSAGE),
     validation = ::kube::core::Rule::new(rules::NAME_LENGTH).message(rules::NAME_LENGTH_MESSAGE).field_path(".spec.members"),
@@ -413,12 +414,21 @@ pub struct UpgradePolicy {
     #[serde(default = "default_progress_deadline")]
     pub progress_deadline: Duration,
     /// Healthy members required above the threshold, before a member is taken down for a
-    /// change and in the PodDisruptionBudget (`minAvailable = threshold + margin`).
+    /// change and in the PodDisruptionBudget (`minAvailable = threshold + margin`). With
+    /// threshold + margin equal to the number of members, no member can ever be spared:
+    /// rollouts wait and drains are refused.
     #[serde(default = "default_min_healthy_margin")]
     pub min_healthy_margin: u32,
     /// What to do when a member's change fails.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// `Automatic` changes the next member as soon as the pre-checks pass; `Manual` also waits
+    /// for the annotation `beacons.dev/approve-rollout: <member>` before each member.
+    #[serde(default)]
+    pub mode: UpgradeMode,
+    /// How long to wait after a member soaked before the next one changes (`"0s"`: at once).
+    #[serde(default = "default_member_delay")]
+    pub member_delay: Duration,
 }
 
 fn default_max_lag_rounds() -> u32 {
@@ -436,6 +446,9 @@ fn default_progress_deadline() -> Duration {
 fn default_min_healthy_margin() -> u32 {
     1
 }
+fn default_member_delay() -> Duration {
+    "0s".into()
+}
 
 impl Default for UpgradePolicy {
     fn default() -> Self {
@@ -447,6 +460,8 @@ impl Default for UpgradePolicy {
             progress_deadline: default_progress_deadline(),
             min_healthy_margin: default_min_healthy_margin(),
             on_failure: OnFailure::default(),
+            mode: UpgradeMode::default(),
+            member_delay: default_member_delay(),
         }
     }
 }
@@ -460,6 +475,27 @@ pub enum OnFailure {
     Halt,
     /// Put the failed member back on its previous revision, then halt.
     RollbackMember,
+}
+
+/// Who decides when the next member changes.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum UpgradeMode {
+    /// The operator, once the pre-checks pass.
+    #[default]
+    Automatic,
+    /// A person, member by member, with the annotation `beacons.dev/approve-rollout: <member>`
+    /// (the pre-checks still apply).
+    Manual,
+}
+
+/// Annotations on a BeaconNetwork that steer its rollout.
+pub mod annotation {
+    /// Any value other than the one it had when the rollout halted resumes the rollout (as a
+    /// new attempt), e.g. `kubectl annotate bn NAME beacons.dev/resume-rollout="$(date +%s)"`.
+    pub const RESUME_ROLLOUT: &str = "beacons.dev/resume-rollout";
+    /// In `upgrade.mode: Manual`, names the member that may change next; the operator removes
+    /// it once that member's change has begun.
+    pub const APPROVE_ROLLOUT: &str = "beacons.dev/approve-rollout";
 }
 
 /// Metrics: every member serves Prometheus `/metrics` on its public HTTP port.
@@ -556,30 +592,74 @@ pub struct MemberStatus {
     pub revision: Option<String>,
 }
 
-/// The state of a rollout.
+/// The state of a rollout: what the operator's last reconcile decided (the planner recomputes
+/// the decision from what it observes and this record, so a restarted operator resumes here).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutStatus {
     #[serde(default)]
     pub phase: RolloutPhase,
-    /// The revision members are being moved to.
+    /// The revision the members are being moved to: a digest of every local member's desired
+    /// pod template revision. A new one (the spec changed) is a new rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_revision: Option<String>,
-    /// The member being changed or soaked.
+    /// Tries at `targetRevision`: 1 for a new target, one more after each resume of a halt.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+    /// The member being changed or soaked (or the one the halt is about).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_member: Option<String>,
-    /// Members already on the target revision.
+    /// The revision the current member ran before its change (`onFailure: RollbackMember`
+    /// restores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_revision: Option<String>,
+    /// Members on their desired revision that are done: soaked, or created at it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub updated_members: Vec<String>,
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub updated_members: Vec<UpdatedMember>,
     /// When the current member's change began (for `progressDeadline`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_started_at: Option<Time>,
+    /// The network's lag when the current member's change began: its soak counts only while
+    /// the network lags no more than this (or one round, which is on time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_network_lag: Option<u64>,
     /// The round at which the current member was caught up (soak counts from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soak_start_round: Option<u64>,
-    /// Why the rollout halted, naming the check that failed.
+    /// When the last member finished its soak (for `memberDelay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_member_soaked_at: Option<Time>,
+    /// The pre-checks that keep the next member from changing, each by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["check"]))]
+    pub blocked_by: Vec<BlockedCheck>,
+    /// The check that halted the rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted_by: Option<HaltReason>,
+    /// Why the rollout halted, naming the check that failed and the member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halt_reason: Option<String>,
+    /// When it halted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted_at: Option<Time>,
+    /// The value of the annotation `beacons.dev/resume-rollout` when the rollout halted; any
+    /// other value resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_annotation_at_halt: Option<String>,
+}
+
+/// A member that is done with the rollout, and the revision it is done at (a later change of
+/// that member's template is a new change, to be soaked again).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdatedMember {
+    pub name: String,
+    pub revision: String,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Where a rollout is.
@@ -588,10 +668,104 @@ pub enum RolloutPhase {
     /// Every member runs the desired revision.
     #[default]
     Idle,
-    /// A member is being changed.
+    /// A member is being changed, or the next one waits for its pre-checks (`blockedBy`).
     Rolling,
     /// A changed member is following the chain for `soakRounds`.
     Soaking,
-    /// Stopped by a failed check; see `haltReason`.
+    /// Stopped by a failed check; see `haltReason`. Nothing changes until the spec does or the
+    /// resume annotation gets a new value.
     Halted,
+}
+
+/// A pre-check of the next member's change that does not pass.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockedCheck {
+    pub check: RolloutCheck,
+    /// What fails and what would make it pass.
+    pub message: String,
+}
+
+/// A pre-check of a member's change, named for what must hold.
+// design.md, section 5.
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+pub enum RolloutCheck {
+    /// `upgrade.paused` is false.
+    NotPaused,
+    /// No BeaconCeremony is running for the network.
+    NoCeremony,
+    /// Healthy members without the candidate >= threshold + `minHealthyMargin`.
+    HealthyMargin,
+    /// The network lags at most `haltOnNetworkLagRounds`.
+    NetworkLag,
+    /// The previously changed member is ready, caught up and soaked.
+    PreviousSoaked,
+    /// `memberDelay` has passed since the previous member soaked.
+    MemberDelay,
+    /// In `Manual` mode, `beacons.dev/approve-rollout` names the candidate.
+    Approved,
+}
+
+impl RolloutCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutCheck::NotPaused => "NotPaused",
+            RolloutCheck::NoCeremony => "NoCeremony",
+            RolloutCheck::HealthyMargin => "HealthyMargin",
+            RolloutCheck::NetworkLag => "NetworkLag",
+            RolloutCheck::PreviousSoaked => "PreviousSoaked",
+            RolloutCheck::MemberDelay => "MemberDelay",
+            RolloutCheck::Approved => "Approved",
+        }
+    }
+}
+
+impl std::fmt::Display for RolloutCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a rollout halted by itself.
+// Also the `reason` label of `beacon_operator_rollout_halts_total` and the reason of the
+// UpgradeHalted condition (CamelCase, as condition reasons must be).
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+pub enum HaltReason {
+    /// The changed member's new pod is in CrashLoopBackOff.
+    CrashLoop,
+    /// Healthy members fell below threshold + `minHealthyMargin` during a change.
+    HealthyBelowMargin,
+    /// The network lagged more than `haltOnNetworkLagRounds` during a change.
+    NetworkLag,
+    /// The member was not ready, caught up and soaked within `progressDeadline`.
+    ProgressDeadline,
+}
+
+impl HaltReason {
+    /// Every reason, for metrics that want a series per reason.
+    pub const ALL: [HaltReason; 4] = [
+        HaltReason::CrashLoop,
+        HaltReason::HealthyBelowMargin,
+        HaltReason::NetworkLag,
+        HaltReason::ProgressDeadline,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HaltReason::CrashLoop => "CrashLoop",
+            HaltReason::HealthyBelowMargin => "HealthyBelowMargin",
+            HaltReason::NetworkLag => "NetworkLag",
+            HaltReason::ProgressDeadline => "ProgressDeadline",
+        }
+    }
+}
+
+impl std::fmt::Display for HaltReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

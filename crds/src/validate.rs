@@ -48,6 +48,13 @@ pub enum NetworkError {
     CatchupNotBelowPeriod { catchup: String, period: String },
     #[error("spec.upgrade.progressDeadline is 0s: every member change would halt at once; give it at least the time a node needs to start and catch up (e.g. \"10m\")")]
     ProgressDeadlineZero,
+    #[error("spec.upgrade.progressDeadline {deadline:?} is not longer than a member's soak (spec.upgrade.soakRounds {soak_rounds} x spec.period {period:?} = {soak_seconds}s): every member change would halt before its soak ends; raise progressDeadline or lower soakRounds")]
+    DeadlineShorterThanSoak {
+        deadline: String,
+        soak_rounds: u32,
+        period: String,
+        soak_seconds: u64,
+    },
     #[error("spec.image: empty; set the beacon-node image every member runs")]
     NoImage,
     #[error("spec.members: empty; list at least one member")]
@@ -164,14 +171,26 @@ fn check_network_spec(name: &str, spec: &BeaconNetworkSpec, errors: &mut Vec<Net
             });
         }
     }
-    if duration(
+    let deadline = duration(
         errors,
         "upgrade.progressDeadline",
         &spec.upgrade.progress_deadline,
-    ) == Some(0)
-    {
+    );
+    if deadline == Some(0) {
         errors.push(NetworkError::ProgressDeadlineZero);
     }
+    if let (Some(d), Some(p)) = (deadline, period) {
+        let soak_seconds = u64::from(spec.upgrade.soak_rounds) * u64::from(p);
+        if d > 0 && u64::from(d) <= soak_seconds {
+            errors.push(NetworkError::DeadlineShorterThanSoak {
+                deadline: spec.upgrade.progress_deadline.0.clone(),
+                soak_rounds: spec.upgrade.soak_rounds,
+                period: spec.period.0.clone(),
+                soak_seconds,
+            });
+        }
+    }
+    duration(errors, "upgrade.memberDelay", &spec.upgrade.member_delay);
 
     if spec.image.trim().is_empty() {
         errors.push(NetworkError::NoImage);

@@ -144,6 +144,7 @@ fn network_schema_has_its_rules_in_place() {
             "Round",
             "Lag",
             "Ready",
+            "Rollout",
             "Age"
         ]
     );

@@ -224,6 +224,39 @@ fn durations_parse_and_relate() {
 
     n.spec.upgrade.progress_deadline = "0s".into();
     one_error(&n, "spec.upgrade.progressDeadline");
+
+    let mut n = network();
+    n.spec.upgrade.member_delay = "1.5s".into();
+    one_error(&n, "spec.upgrade.memberDelay");
+    n.spec.upgrade.member_delay = "30s".into();
+    assert_eq!(errors(&n), []);
+}
+
+#[test]
+fn the_progress_deadline_must_outlast_a_soak() {
+    // 10 rounds of 1m: a 10m deadline would end with the soak, so every change would halt.
+    let mut n = network();
+    n.spec.period = "1m".into();
+    let e = one_error(&n, "spec.upgrade.progressDeadline");
+    assert_eq!(
+        e,
+        NetworkError::DeadlineShorterThanSoak {
+            deadline: "10m".into(),
+            soak_rounds: 10,
+            period: "1m".into(),
+            soak_seconds: 600,
+        }
+    );
+    assert!(
+        e.to_string()
+            .contains("raise progressDeadline or lower soakRounds"),
+        "{e}"
+    );
+    n.spec.upgrade.progress_deadline = "11m".into();
+    assert_eq!(errors(&n), []);
+    n.spec.upgrade.progress_deadline = "10m".into();
+    n.spec.upgrade.soak_rounds = 9;
+    assert_eq!(errors(&n), []);
 }
 
 #[test]

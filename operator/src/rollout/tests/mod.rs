@@ -1,0 +1,6 @@
+mod decisions;
+mod fixtures;
+mod halts;
+mod observe;
+mod props;
+mod sim;
