@@ -14,4 +14,5 @@ pub mod certmanager;
 pub mod keys;
 pub mod labels;
 pub mod names;
+pub mod rbac;
 pub mod validate;
