@@ -5,6 +5,7 @@
 
 mod beacon_crds;
 mod cert_manager;
+mod chart;
 mod common;
 mod controller_manager;
 mod crd_validation;
