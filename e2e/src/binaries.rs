@@ -29,16 +29,19 @@ pub enum Component {
     Kubectl,
     /// cert-manager's controller (`cmd/controller`); its CRDs are cached beside it in `crds/`.
     CertManagerController,
+    /// helm, which the chart tests run against charts/beacon-operator.
+    Helm,
 }
 
 impl Component {
     /// All components, in the order `e2e build` builds them.
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 6] = [
         Component::Etcd,
         Component::KubeApiserver,
         Component::KubeControllerManager,
         Component::Kubectl,
         Component::CertManagerController,
+        Component::Helm,
     ];
 
     /// Whether the tests use it (kubectl is only for people).
@@ -54,6 +57,7 @@ impl Component {
             Component::KubeControllerManager => "kube-controller-manager",
             Component::Kubectl => "kubectl",
             Component::CertManagerController => "cert-manager-controller",
+            Component::Helm => "helm",
         }
     }
 
@@ -65,6 +69,7 @@ impl Component {
                 "k8s"
             }
             Component::CertManagerController => "certmanager",
+            Component::Helm => "helm",
         }
     }
 
@@ -78,6 +83,7 @@ impl Component {
             Component::CertManagerController => {
                 "github.com/cert-manager/cert-manager/cmd/controller"
             }
+            Component::Helm => "helm.sh/helm/v3/cmd/helm",
         }
     }
 
@@ -89,7 +95,62 @@ impl Component {
                 "k8s.io/kubernetes"
             }
             Component::CertManagerController => "github.com/cert-manager/cert-manager",
+            Component::Helm => "helm.sh/helm/v3",
         }
+    }
+
+    /// The linker flags of its build: stripped, and stamped with the versions that the
+    /// projects' own build scripts set with `-X` (a plain `go build` leaves placeholders):
+    /// - Kubernetes (hack/lib/version.sh): without them kube-apiserver's `/version` says
+    ///   `v0.0.0-master+$Format:%H$`, and clients that check the server's version (helm
+    ///   against a chart's `kubeVersion`) refuse it;
+    /// - helm (its Makefile): its version, and the Kubernetes version (the client-go pin's
+    ///   minor) that `helm template` and `helm lint` assume without a cluster; without it they
+    ///   assume 1.20 and refuse a chart whose `kubeVersion` needs newer.
+    pub fn ldflags(self) -> Result<String> {
+        let mut flags = "-s -w".to_string();
+        match self {
+            Component::KubeApiserver | Component::KubeControllerManager | Component::Kubectl => {
+                let version = self.version()?;
+                let minor = kubernetes_minor(&version, 1, self.upstream_module())?;
+                for package in [
+                    "k8s.io/component-base/version",
+                    "k8s.io/client-go/pkg/version",
+                ] {
+                    flags.push_str(&format!(
+                        " -X {package}.gitVersion={version} -X {package}.gitMajor=1 \
+                         -X {package}.gitMinor={minor} -X {package}.gitTreeState=clean"
+                    ));
+                }
+            }
+            Component::Helm => {
+                let go_mod = self.module_dir().join("go.mod");
+                let text = std::fs::read_to_string(&go_mod)
+                    .map_err(Error::io("cannot read the Go module file", &go_mod))?;
+                let client_go = pinned_version(&text, "k8s.io/client-go").ok_or_else(|| {
+                    Error::NoPinnedVersion {
+                        module: "k8s.io/client-go".to_string(),
+                        go_mod: go_mod.clone(),
+                    }
+                })?;
+                // client-go v0.M.P goes with Kubernetes v1.M, as helm's Makefile derives it.
+                let minor = kubernetes_minor(&client_go, 0, "k8s.io/client-go")?;
+                flags.push_str(&format!(
+                    " -X helm.sh/helm/v3/internal/version.version={}",
+                    self.version()?
+                ));
+                for package in [
+                    "helm.sh/helm/v3/pkg/chartutil",
+                    "helm.sh/helm/v3/pkg/lint/rules",
+                ] {
+                    flags.push_str(&format!(
+                        " -X {package}.k8sVersionMajor=1 -X {package}.k8sVersionMinor={minor}"
+                    ));
+                }
+            }
+            Component::Etcd | Component::CertManagerController => {}
+        }
+        Ok(flags)
     }
 
     /// The directory of our Go module for it.
@@ -132,6 +193,20 @@ fn pinned_version(go_mod: &str, module: &str) -> Option<String> {
         let version = words.next()?;
         version.starts_with('v').then(|| version.to_string())
     })
+}
+
+/// The minor of `vMAJOR.MINOR.PATCH` whose major is `major` (`v1.37.2` -> `37`).
+fn kubernetes_minor(version: &str, major: u32, module: &str) -> Result<String> {
+    let mut parts = version.trim_start_matches('v').split('.');
+    let numeric = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    match (parts.next(), parts.next()) {
+        (Some(m), Some(minor)) if m == major.to_string() && numeric(&minor) => {
+            Ok(minor.to_string())
+        }
+        _ => Err(Error::Invalid(format!(
+            "{module} {version} is not of the form v{major}.MINOR.PATCH; fix its pin in e2e/go"
+        ))),
+    }
 }
 
 /// The cache root: `$BEACON_E2E_CACHE`, else `$XDG_CACHE_HOME/beacon-operator`, else
@@ -200,6 +275,13 @@ pub fn build_dir(component: Component) -> Result<PathBuf> {
         hash.update(file.as_bytes());
         hash.update((bytes.len() as u64).to_le_bytes());
         hash.update(&bytes);
+    }
+    // The version stamps are part of what is built. Only flags beyond the plain "-s -w" go
+    // into the key, so binaries cached before stamping existed keep their directories.
+    let ldflags = component.ldflags()?;
+    if ldflags != "-s -w" {
+        hash.update(b"ldflags");
+        hash.update(ldflags.as_bytes());
     }
     let hash = hex::encode(&hash.finalize()[..6]);
     Ok(cache_root()?.join("bin").join(format!(
@@ -279,13 +361,14 @@ pub fn ensure(component: Component) -> Result<Built> {
         log_path.display()
     );
     let module_dir = component.module_dir();
+    let ldflags = format!("-ldflags={}", component.ldflags()?);
     run_go(
         &go,
         &module_dir,
         &[
             "build",
             "-trimpath",
-            "-ldflags=-s -w",
+            &ldflags,
             "-o",
             &staging.join(component.name()).to_string_lossy(),
             component.package(),
@@ -486,6 +569,33 @@ mod tests {
         assert!(matches!(err, Error::GoMissing { .. }), "{message}");
         assert!(message.contains("install Go 1.26"), "{message}");
         assert!(message.contains("BEACON_E2E_GO"), "{message}");
+    }
+
+    #[test]
+    fn kubernetes_and_helm_are_stamped_with_their_versions() {
+        let flags = Component::Helm.ldflags().expect("helm ldflags");
+        let version = Component::Helm.version().expect("helm version");
+        assert!(
+            flags.contains(&format!("internal/version.version={version}")),
+            "{flags}"
+        );
+        assert!(
+            flags.contains("pkg/chartutil.k8sVersionMajor=1 "),
+            "{flags}"
+        );
+        assert!(flags.contains("pkg/lint/rules.k8sVersionMinor="), "{flags}");
+        assert_eq!(Component::Etcd.ldflags().expect("etcd ldflags"), "-s -w");
+        let apiserver = Component::KubeApiserver
+            .ldflags()
+            .expect("apiserver ldflags");
+        let version = Component::KubeApiserver.version().expect("k8s version");
+        assert!(
+            apiserver.contains(&format!("component-base/version.gitVersion={version} ")),
+            "{apiserver}"
+        );
+        assert!(kubernetes_minor("v0.37.0", 0, "m").is_ok_and(|m| m == "37"));
+        assert!(kubernetes_minor("v1.37.2", 0, "m").is_err());
+        assert!(kubernetes_minor("v1", 1, "m").is_err());
     }
 
     #[test]

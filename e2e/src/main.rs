@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build (or find in the cache) what the tests need (etcd, kube-apiserver,
-    /// kube-controller-manager, cert-manager's controller) and print where they are.
+    /// kube-controller-manager, cert-manager's controller, helm) and print where they are.
     Build {
         /// Also build kubectl (for people; the tests do not use it).
         #[arg(long)]

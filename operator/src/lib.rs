@@ -14,5 +14,6 @@ pub mod certmanager;
 pub mod keys;
 pub mod labels;
 pub mod names;
+pub mod rbac;
 pub mod rollout;
 pub mod validate;

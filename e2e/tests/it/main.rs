@@ -5,6 +5,9 @@
 
 mod beacon_crds;
 mod cert_manager;
+mod chart;
+mod chart_cluster;
+mod chart_dashboard;
 mod common;
 mod controller_manager;
 mod crd_validation;
