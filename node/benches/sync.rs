@@ -302,6 +302,7 @@ fn run(scheme: Scheme) -> Result<(), BenchError> {
         tls_reload_every: Duration::from_secs(60),
         version: Version::ours(),
         control_listen: None,
+        operator_listen: None,
         longterm: Identity {
             participant: Participant {
                 address: fetcher_pair.identity().address.clone(),

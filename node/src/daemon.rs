@@ -17,7 +17,7 @@ use crate::chain::runtime::{ChainRuntime, GroupParams};
 use crate::chain::source::{ChainSlot, ChainSlotSource};
 use crate::chain::store::{ChainStore, StoreError};
 use crate::chain::sync::SyncManager;
-use crate::dkg::control::ControlService;
+use crate::dkg::control::{ControlService, Origin};
 use crate::dkg::public::DkgPublicService;
 use crate::dkg::runner::{DkgHandle, GroupInstaller, Runner, RunnerConfig, RunnerError};
 use crate::metrics::NodeMetrics;
@@ -51,6 +51,8 @@ pub enum DaemonError {
     Ceremony(#[from] RunnerError),
     #[error("{0}")]
     Control(String),
+    #[error("operator control listener (--operator-ca {ca}, with the certificate of the TLS folder): {source}")]
+    OperatorTls { ca: PathBuf, source: TlsError },
 }
 
 pub struct DaemonConfig {
@@ -63,8 +65,36 @@ pub struct DaemonConfig {
     pub version: Version,
     /// The local-only control listener (ceremony commands, status); must be a loopback address.
     pub control_listen: Option<SocketAddr>,
+    /// The operator's listener for the control API (another pod reaches it): TLS with our peer
+    /// certificate, client certificates from the operator's own CA only.
+    pub operator_listen: Option<OperatorListen>,
     /// The long-term key, for the ceremonies.
     pub longterm: Identity,
+}
+
+/// Where the operator control listener listens and whose client certificates it accepts.
+#[derive(Clone, Debug)]
+pub struct OperatorListen {
+    pub addr: SocketAddr,
+    /// A PEM file of the CA that issues the operator's client certificates; it must not be (or
+    /// share a certificate with) the peers' CA.
+    pub ca: PathBuf,
+}
+
+impl OperatorListen {
+    /// The operator listener never shares the peer port: the control API must not be reachable
+    /// through the address every peer and relay talks to.
+    pub fn check(&self, peer_listen: SocketAddr) -> Result<(), String> {
+        let (a, p) = (self.addr.ip(), peer_listen.ip());
+        let overlap = a == p || a.is_unspecified() || p.is_unspecified();
+        if self.addr.port() == peer_listen.port() && overlap {
+            return Err(format!(
+                "--operator-listen {}: the same port as --peer-listen {peer_listen}; the control API never goes on the peer port, give it its own (8443 in the operator's pods)",
+                self.addr
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A group and this node's share in it.
@@ -83,6 +113,7 @@ pub struct Daemon {
     pub peer_addr: SocketAddr,
     pub public_addr: Option<SocketAddr>,
     pub control_addr: Option<SocketAddr>,
+    pub operator_addr: Option<SocketAddr>,
     pub metrics: Arc<NodeMetrics>,
     pub chain: ChainSlot,
     pub dkg: DkgHandle,
@@ -306,6 +337,19 @@ impl Daemon {
         membership: Option<Membership>,
     ) -> Result<Daemon, DaemonError> {
         let tls = Arc::new(ReloadingTls::new(config.tls.clone(), config.client_auth)?);
+        let operator_tls = match &config.operator_listen {
+            None => None,
+            Some(op) => {
+                op.check(config.peer_listen).map_err(DaemonError::Control)?;
+                let tls = ReloadingTls::operator(config.tls.clone(), op.ca.clone()).map_err(
+                    |source| DaemonError::OperatorTls {
+                        ca: op.ca.clone(),
+                        source,
+                    },
+                )?;
+                Some((op.addr, Arc::new(tls)))
+            }
+        };
         let metrics = Arc::new(
             NodeMetrics::new(&config.version.to_string())
                 .map_err(|e| DaemonError::Metrics(e.to_string()))?,
@@ -356,17 +400,11 @@ impl Daemon {
             version: config.version.clone(),
             metrics: metrics.clone(),
         };
-        let listener = TcpListener::bind(config.peer_listen)
-            .await
-            .map_err(|source| DaemonError::Bind {
-                flag: "--peer-listen",
-                addr: config.peer_listen,
-                source,
-            })?;
+        let listener = bind("--peer-listen", config.peer_listen).await?;
         let peer_addr = listener.local_addr().unwrap_or(config.peer_listen);
         let m = metrics.clone();
         let on_refusal: OnRefusal = Arc::new(move |_addr, reason, _err| m.tls_refused(reason));
-        let stream = incoming(listener, tls.clone(), on_refusal);
+        let stream = incoming(listener, tls.clone(), "peer", on_refusal);
         let mut stop = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
@@ -383,40 +421,47 @@ impl Daemon {
         }));
         tracing::info!(peer = %peer_addr, "peer listener up (TLS only)");
 
+        let control = |origin| ControlService {
+            handle: dkg.clone(),
+            origin,
+            peers: peers.clone(),
+            version: config.version.clone(),
+            scheme: config.longterm.scheme,
+            chain: chain.clone(),
+        };
         let control_addr = match config.control_listen {
             None => None,
             Some(addr) => {
                 crate::dkg::control::check_local(addr).map_err(DaemonError::Control)?;
-                let listener =
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| DaemonError::Bind {
-                            flag: "--control-listen",
-                            addr,
-                            source,
-                        })?;
+                let listener = bind("--control-listen", addr).await?;
                 let local = listener.local_addr().unwrap_or(addr);
-                let control = ControlService {
-                    handle: dkg.clone(),
-                    peers: peers.clone(),
-                    version: config.version.clone(),
-                    scheme: config.longterm.scheme,
-                    chain: chain.clone(),
-                };
-                let mut stop = shutdown_rx.clone();
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                tasks.push(tokio::spawn(async move {
-                    let result = tonic::transport::Server::builder()
-                        .add_service(ControlServer::new(control))
-                        .serve_with_incoming_shutdown(incoming, async move {
-                            let _ = stop.changed().await;
-                        })
-                        .await;
-                    if let Err(e) = result {
-                        tracing::error!(error = %e, "control server stopped");
-                    }
-                }));
+                tasks.push(serve_control(
+                    control(Origin::Local),
+                    incoming,
+                    shutdown_rx.clone(),
+                ));
                 tracing::info!(control = %local, "control listener up (local only)");
+                Some(local)
+            }
+        };
+
+        let operator_addr = match operator_tls {
+            None => None,
+            Some((addr, op_tls)) => {
+                let listener = bind("--operator-listen", addr).await?;
+                let local = listener.local_addr().unwrap_or(addr);
+                tasks.push(op_tls.spawn_watcher(config.tls_reload_every));
+                let m = metrics.clone();
+                let on_refusal: OnRefusal =
+                    Arc::new(move |_addr, reason, _err| m.control_tls_refused(reason));
+                let incoming = incoming(listener, op_tls, "operator control", on_refusal);
+                tasks.push(serve_control(
+                    control(Origin::Operator),
+                    incoming,
+                    shutdown_rx.clone(),
+                ));
+                tracing::info!(operator = %local, "operator control listener up (TLS, client certificates from the operator CA only)");
                 Some(local)
             }
         };
@@ -424,14 +469,7 @@ impl Daemon {
         let public_addr = match config.public_listen {
             None => None,
             Some(addr) => {
-                let listener =
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| DaemonError::Bind {
-                            flag: "--public-listen",
-                            addr,
-                            source,
-                        })?;
+                let listener = bind("--public-listen", addr).await?;
                 let local = listener.local_addr().unwrap_or(addr);
                 let source = Arc::new(ChainSlotSource::new(chain.clone(), &beacon_id));
                 let router = crate::http::router(
@@ -460,6 +498,7 @@ impl Daemon {
             peer_addr,
             public_addr,
             control_addr,
+            operator_addr,
             metrics,
             chain,
             dkg,
@@ -477,5 +516,65 @@ impl Daemon {
             t.abort();
             let _ = t.await;
         }
+    }
+}
+
+async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind { flag, addr, source })
+}
+
+/// Serves the control API on `incoming` until the daemon stops.
+fn serve_control<S, IO, E>(
+    control: ControlService,
+    incoming: S,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()>
+where
+    S: futures::Stream<Item = Result<IO, E>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let origin = control.origin;
+        let result = tonic::transport::Server::builder()
+            .add_service(ControlServer::new(control))
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, ?origin, "control server stopped");
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OperatorListen;
+
+    fn op(addr: &str) -> OperatorListen {
+        OperatorListen {
+            addr: addr.parse().expect("addr"),
+            ca: "ca.crt".into(),
+        }
+    }
+
+    #[test]
+    fn the_operator_listener_never_shares_the_peer_port() {
+        let peer = "0.0.0.0:4444".parse().expect("addr");
+        assert!(op("0.0.0.0:8443").check(peer).is_ok());
+        for same in ["0.0.0.0:4444", "10.1.2.3:4444"] {
+            let e = op(same).check(peer).expect_err(same);
+            assert!(e.contains("--peer-listen"), "{e}");
+        }
+        let peer = "10.1.2.3:4444".parse().expect("addr");
+        assert!(op("127.0.0.1:4444").check(peer).is_ok());
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod cli;
+pub mod control;
 pub mod daemon;
 pub mod dkg;
 pub mod fuzz;

@@ -42,6 +42,7 @@ pub struct NodeMetrics {
     sync_beacons: IntCounterVec,
     sync_rate: GaugeVec,
     tls_refusals: IntCounterVec,
+    control_tls_refusals: IntCounterVec,
     version_refusals: IntCounterVec,
     peer_versions: Mutex<HashSet<String>>,
     store_bytes: IntGaugeVec,
@@ -159,6 +160,11 @@ impl NodeMetrics {
             tls_refusals: counter(
                 "beacon_tls_refusals_total",
                 "Peer connections refused during TLS, by reason",
+                &["reason"],
+            )?,
+            control_tls_refusals: counter(
+                "beacon_control_tls_refusals_total",
+                "Connections to the operator control listener refused during TLS, by reason",
                 &["reason"],
             )?,
             version_refusals: counter(
@@ -320,6 +326,12 @@ impl NodeMetrics {
         self.tls_refusals.with_label_values(&[reason]).inc();
     }
 
+    /// A connection to the operator control listener failed TLS (no client certificate, one
+    /// not from the operator's CA, plaintext).
+    pub fn control_tls_refused(&self, reason: &str) {
+        self.control_tls_refusals.with_label_values(&[reason]).inc();
+    }
+
     /// A peer was refused for its version.
     pub fn version_refused(&self, peer_version: &str) {
         let label = self.version_label(peer_version);
@@ -429,6 +441,7 @@ mod tests {
         m.sync_started("default", 5000);
         m.sync_progress("default", 1200, 200, Duration::from_millis(500));
         m.tls_refused("plaintext");
+        m.control_tls_refused("bad_certificate");
         m.version_refused("1.5.7");
         m.store_size("default", 4096, 100);
         m.store_bad_rounds("default", 2);
@@ -472,6 +485,10 @@ mod tests {
                 400.0,
             ),
             ("beacon_tls_refusals_total{reason=\"plaintext\"}", 1.0),
+            (
+                "beacon_control_tls_refusals_total{reason=\"bad_certificate\"}",
+                1.0,
+            ),
             ("beacon_version_refusals_total{peer_version=\"1.5.7\"}", 1.0),
             ("beacon_store_size_bytes{beacon_id=\"default\"}", 4096.0),
             ("beacon_store_beacons{beacon_id=\"default\"}", 100.0),

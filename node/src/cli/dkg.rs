@@ -202,6 +202,7 @@ async fn run_dkg(control: &ControlArgs, command: &DkgCommand) -> Result<(), CliE
                     .to_string(),
                 None => String::new(),
             },
+            previous_group_toml: String::new(),
         }),
         DkgCommand::Accept => Cmd::Accept(Accept {}),
         DkgCommand::Reject { reason } => Cmd::Reject(Reject {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use beacon_core::dkg::ceremony::Identity;
 use beacon_core::dkg::participants::Participant;
 
-use crate::daemon::{Daemon, DaemonConfig, Membership};
+use crate::daemon::{Daemon, DaemonConfig, Membership, OperatorListen};
 use crate::keys::{KeyError, KeyStore};
 use crate::net::server::NodeIdentity;
 use crate::net::tls::{ClientAuth, TlsFiles};
@@ -66,6 +66,15 @@ pub struct StartArgs {
         value_name = "ADDR"
     )]
     pub control_listen: SocketAddr,
+    /// The control API for the operator, which runs in another pod: TLS only, with this node's
+    /// peer certificate (from the TLS folder), and only for clients whose certificate chains to
+    /// --operator-ca. Off unless given; never the peer port.
+    #[arg(long, env = "BEACON_OPERATOR_LISTEN", value_name = "ADDR")]
+    pub operator_listen: Option<SocketAddr>,
+    /// The CA (PEM) of the operator's client certificates; required with --operator-listen. A
+    /// CA only the operator holds: never the peers' CA.
+    #[arg(long, env = "BEACON_OPERATOR_CA", value_name = "FILE")]
+    pub operator_ca: Option<PathBuf>,
     #[arg(long, env = "BEACON_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Tests only: the node version to report to peers instead of this build's.
@@ -79,6 +88,8 @@ pub enum StartError {
     NoDir(String),
     #[error("--tls-reload-seconds must be at least 1")]
     ReloadInterval,
+    #[error("--operator-listen and --operator-ca go together: {0}")]
+    OperatorFlags(&'static str),
     #[error("--report-version {0:?}: expected MAJOR.MINOR.PATCH")]
     BadVersion(String),
     #[error("{0}")]
@@ -117,6 +128,27 @@ pub fn prepare(
         return Err(StartError::ReloadInterval);
     }
     crate::dkg::control::check_local(args.control_listen).map_err(StartError::Group)?;
+    let operator_listen = match (args.operator_listen, &args.operator_ca) {
+        (None, None) => None,
+        (Some(addr), Some(ca)) => {
+            let op = OperatorListen {
+                addr,
+                ca: ca.clone(),
+            };
+            op.check(args.peer_listen).map_err(StartError::Group)?;
+            Some(op)
+        }
+        (Some(_), None) => {
+            return Err(StartError::OperatorFlags(
+                "--operator-listen is set but --operator-ca is not; give the operator's CA file (BEACON_OPERATOR_CA), or drop --operator-listen",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(StartError::OperatorFlags(
+                "--operator-ca is set but --operator-listen is not; give the listener's address (BEACON_OPERATOR_LISTEN, e.g. 0.0.0.0:8443), or drop --operator-ca",
+            ))
+        }
+    };
     let version = match &args.report_version {
         None => Version::ours(),
         Some(v) => Version::parse(v).ok_or_else(|| StartError::BadVersion(v.clone()))?,
@@ -158,6 +190,7 @@ pub fn prepare(
             tls_reload_every: Duration::from_secs(args.tls_reload_seconds),
             version,
             control_listen: Some(args.control_listen),
+            operator_listen,
             longterm: Identity {
                 participant: Participant {
                     address: id.address.clone(),

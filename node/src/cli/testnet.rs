@@ -353,13 +353,7 @@ async fn ceremony(config: &Config) -> Result<(), TestnetError> {
             || async { dkg_state(n.control).await.map(|s| s.0) == Some("Proposed".into()) },
         )
         .await?;
-        command(
-            n.control,
-            Cmd::Join(Join {
-                previous_group_file: String::new(),
-            }),
-        )
-        .await?;
+        command(n.control, Cmd::Join(Join::default())).await?;
     }
     command(leader.control, Cmd::Execute(Execute {})).await?;
     for n in &config.nodes {

@@ -21,16 +21,61 @@ use crate::chain::source::{current, ChainSlot};
 use crate::net::client::{PeerClients, CALL_TIMEOUT};
 use crate::net::proto::control::command_request::Command as Cmd;
 use crate::net::proto::control::control_server::Control;
-use crate::net::proto::control::{CommandReply, CommandRequest, JsonReply, StatusRequest};
+use crate::net::proto::control::{CommandReply, CommandRequest, Join, JsonReply, StatusRequest};
 use crate::net::proto::drand::{IdentityRequest, Metadata};
 use crate::net::version::Version;
 
 pub struct ControlService {
     pub handle: DkgHandle,
+    /// Which listener this instance serves: what a caller may name on the node's machine
+    /// depends on it.
+    pub origin: Origin,
     pub peers: Arc<PeerClients>,
     pub version: Version,
     pub scheme: Scheme,
     pub chain: ChainSlot,
+}
+
+/// The listener a control request came on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The loopback listener: the CLI on the node's own machine (or pod).
+    Local,
+    /// The operator listener: TLS with a client certificate from the operator's CA.
+    Operator,
+}
+
+/// The previous group a joiner of a resharing is given: a group.toml path (local callers only:
+/// a remote caller has no business naming files on the node's machine) or the file's content,
+/// parsed and checked the same way. Neither: a joiner of a first ceremony.
+pub fn previous_group(
+    j: &Join,
+    origin: Origin,
+) -> Result<Option<beacon_core::dkg::group::Group>, Status> {
+    let group = match (j.previous_group_file.is_empty(), j.previous_group_toml.is_empty()) {
+        (true, true) => return Ok(None),
+        (false, false) => {
+            return Err(Status::invalid_argument(
+                "join: previous_group_file and previous_group_toml are both set; give the previous group once, as a path (local CLI) or as its content",
+            ))
+        }
+        (false, true) => {
+            if origin == Origin::Operator {
+                return Err(Status::invalid_argument(
+                    "join: previous_group_file names a file on the node's machine, which only the local control listener accepts; send the group.toml content in previous_group_toml",
+                ));
+            }
+            crate::keys::load_group_file(std::path::Path::new(&j.previous_group_file))
+                .map_err(|e| Status::invalid_argument(format!("join: previous_group_file: {e}")))?
+                .value
+        }
+        (true, false) => crate::keys::parse_group_text("previous_group_toml", &j.previous_group_toml)
+            .map_err(|e| Status::invalid_argument(format!("join: {e}")))?
+            .value,
+    };
+    super::convert::core_group(&group)
+        .map(Some)
+        .map_err(|e| Status::invalid_argument(format!("join: previous group: {e}")))
 }
 
 /// `beacon-node status --json`.
@@ -204,20 +249,9 @@ impl ControlService {
                     leaving,
                 })
             }
-            Cmd::Join(j) => {
-                let previous_group = if j.previous_group_file.is_empty() {
-                    None
-                } else {
-                    let path = std::path::Path::new(&j.previous_group_file);
-                    let group = crate::keys::load_group_file(path)
-                        .map_err(|e| Status::invalid_argument(format!("group file: {e}")))?
-                        .value;
-                    Some(super::convert::core_group(&group).map_err(|e| {
-                        Status::invalid_argument(format!("group file {}: {e}", path.display()))
-                    })?)
-                };
-                Command::Join { previous_group }
-            }
+            Cmd::Join(j) => Command::Join {
+                previous_group: previous_group(&j, self.origin)?,
+            },
             Cmd::Accept(_) => Command::Accept,
             Cmd::Reject(r) => Command::Reject { reason: r.reason },
             Cmd::Execute(_) => Command::Execute,
@@ -373,5 +407,48 @@ pub fn check_local(addr: SocketAddr) -> Result<(), String> {
         Err(format!(
             "--control-listen {addr}: the control API only listens on a loopback address (127.0.0.1 or ::1); it is never exposed to the network"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(file: &str, toml: &str) -> Join {
+        Join {
+            previous_group_file: file.into(),
+            previous_group_toml: toml.into(),
+        }
+    }
+
+    #[test]
+    fn the_previous_group_comes_once_and_a_path_only_from_the_local_listener() {
+        assert!(matches!(
+            previous_group(&join("", ""), Origin::Operator),
+            Ok(None)
+        ));
+        let both = previous_group(&join("/g.toml", "Threshold = 2"), Origin::Local)
+            .expect_err("both fields");
+        assert_eq!(both.code(), tonic::Code::InvalidArgument);
+        assert!(
+            both.message().contains("previous_group_file")
+                && both.message().contains("previous_group_toml"),
+            "{}",
+            both.message()
+        );
+        let path = previous_group(&join("/etc/passwd", ""), Origin::Operator)
+            .expect_err("a path from the operator");
+        assert!(
+            path.message().contains("previous_group_toml"),
+            "{}",
+            path.message()
+        );
+        let bad = previous_group(&join("", "Threshold = \"x\""), Origin::Operator)
+            .expect_err("not a group");
+        assert!(
+            bad.message().contains("previous_group_toml"),
+            "{}",
+            bad.message()
+        );
     }
 }

@@ -25,6 +25,13 @@ pub struct StateDoc {
     pub timeout: i64,
     pub leader: Option<String>,
     pub members: Vec<MemberDoc>,
+    /// The addresses of the group the ceremony made, by index (Complete only): members evicted
+    /// during the execution are not in it.
+    #[serde(default)]
+    pub final_group: Vec<String>,
+    /// Why the execution failed (Failed only).
+    #[serde(default)]
+    pub failure: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +69,12 @@ impl StateDoc {
             timeout: s.timeout.seconds,
             leader: s.leader.as_ref().map(|l| l.address.clone()),
             members: s.members.iter().map(MemberDoc::from_member).collect(),
+            final_group: s
+                .final_group
+                .iter()
+                .map(|n| n.identity.address.clone())
+                .collect(),
+            failure: s.failure.clone(),
         }
     }
 }
@@ -107,6 +120,16 @@ pub fn render(doc: &StatusDoc) -> String {
             s.threshold,
             s.leader.as_deref().unwrap_or("-")
         ));
+        if let Some(f) = &s.failure {
+            out.push_str(&format!("  failed: {f}\n"));
+        }
+        if !s.final_group.is_empty() {
+            out.push_str(&format!(
+                "  group: {} members: {}\n",
+                s.final_group.len(),
+                s.final_group.join(", ")
+            ));
+        }
         if !s.members.is_empty() {
             out.push_str(&format!(
                 "  {:<28} {:<10} {:<9} {:<10} {}\n",

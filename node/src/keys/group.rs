@@ -477,7 +477,13 @@ struct RawNode {
 }
 
 pub(super) fn load_group(path: &Path) -> Result<Loaded<Group>, KeyError> {
-    let toml: GroupToml = parse_toml(path, &read_text(path, GROUP_HINT)?)?;
+    parse_group(path, &read_text(path, GROUP_HINT)?)
+}
+
+/// Parses and validates a group file's text; `path` names where it came from in errors (a
+/// file, or the request field that carried it).
+pub(super) fn parse_group(path: &Path, text: &str) -> Result<Loaded<Group>, KeyError> {
+    let toml: GroupToml = parse_toml(path, text)?;
     let all_named = !toml.nodes.is_empty()
         && toml
             .nodes

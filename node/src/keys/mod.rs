@@ -268,6 +268,13 @@ pub fn load_group_file(path: &Path) -> Result<Loaded<Group>, KeyError> {
     group::load_group(path)
 }
 
+/// Parses and validates a group file's content that came without a file (a joiner given the
+/// previous group over the control API), as [`load_group_file`] does; `source` names where the
+/// text came from in errors.
+pub fn parse_group_text(source: &str, text: &str) -> Result<Loaded<Group>, KeyError> {
+    group::parse_group(Path::new(source), text)
+}
+
 /// Loads and validates a key pair from any two files (a backup folder, drand's
 /// `drand_id.private` / `drand_id.public`), as [`KeyStore::load_pair`] does.
 pub fn load_pair_files(private: &Path, public: &Path) -> Result<Loaded<KeyPair>, KeyError> {

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint};
@@ -68,18 +70,38 @@ impl PeerClients {
     }
 }
 
-/// A channel whose every connection is TCP + TLS to `address`. The `http://` in the endpoint
-/// only tells tonic to speak HTTP/2 directly over the stream our connector returns, which is
-/// always a TLS stream.
+/// A channel to a peer whose every connection is TCP + TLS with the node's current certificate
+/// and CA (reloaded ones included).
 pub fn connect_lazy(tls: Arc<ReloadingTls>, address: &str) -> Result<Channel, TlsError> {
     let name = server_name(address)?;
+    tls_channel(
+        address,
+        name,
+        move || tls.current().client.clone(),
+        CONNECT_TIMEOUT,
+    )
+}
+
+/// A channel whose every connection is TCP + TLS to `address`, verified as `name`, with the
+/// client configuration `config` gives at that moment. The `http://` in the endpoint only tells
+/// tonic to speak HTTP/2 directly over the stream our connector returns, which is always a TLS
+/// stream. No I/O happens until the first call.
+pub fn tls_channel<F>(
+    address: &str,
+    name: ServerName<'static>,
+    config: F,
+    connect_timeout: Duration,
+) -> Result<Channel, TlsError>
+where
+    F: Fn() -> Arc<ClientConfig> + Clone + Send + Sync + 'static,
+{
     let target = address.to_owned();
     let connector = tower::service_fn(move |_uri: tonic::transport::Uri| {
-        let tls = tls.clone();
+        let config = config.clone();
         let target = target.clone();
         let name = name.clone();
         async move {
-            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target))
+            let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(&target))
                 .await
                 .map_err(|_| {
                     std::io::Error::new(
@@ -88,11 +110,11 @@ pub fn connect_lazy(tls: Arc<ReloadingTls>, address: &str) -> Result<Channel, Tl
                     )
                 })??;
             let _ = tcp.set_nodelay(true);
-            let stream = TlsConnector::from(tls.current().client.clone())
+            let stream = TlsConnector::from(config())
                 .connect(name, tcp)
                 .await
                 .map_err(|e| {
-                    tracing::warn!(peer = %target, error = %e, "TLS handshake with peer failed; not retrying in plaintext (there is no plaintext mode)");
+                    tracing::warn!(peer = %target, error = %e, "TLS handshake failed; not retrying in plaintext (there is no plaintext mode)");
                     e
                 })?;
             Ok::<_, std::io::Error>(TokioIo::new(stream))
@@ -103,7 +125,7 @@ pub fn connect_lazy(tls: Arc<ReloadingTls>, address: &str) -> Result<Channel, Tl
             address: address.to_owned(),
         })?;
     Ok(endpoint
-        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true)

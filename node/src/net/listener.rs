@@ -83,10 +83,12 @@ impl AsyncWrite for PeerConn {
 pub type OnRefusal = Arc<dyn Fn(SocketAddr, &'static str, &io::Error) + Send + Sync>;
 
 /// Accepts connections on `listener` and yields those that complete TLS. Everything else is
-/// refused, logged with the peer's address and the reason, and reported to `on_refusal`.
+/// refused, logged with the peer's address, the reason and which listener (`name`: "peer",
+/// "operator control"), and reported to `on_refusal`.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<ReloadingTls>,
+    name: &'static str,
     on_refusal: OnRefusal,
 ) -> ReceiverStream<Result<PeerConn, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
@@ -96,7 +98,7 @@ pub fn incoming(
                 Ok(x) => x,
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(error = %e, "accepting a peer connection failed");
+                    tracing::warn!(error = %e, listener = name, "accepting a connection failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -127,7 +129,7 @@ pub fn incoming(
                             peer = %remote,
                             reason,
                             error = %e,
-                            "refused peer connection: {}",
+                            "refused {name} connection: {}",
                             refusal_explanation(reason)
                         );
                         on_refusal(remote, reason, &e);

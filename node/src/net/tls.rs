@@ -1,5 +1,6 @@
 //! TLS for every peer connection, in and out, from the files cert-manager writes into a Secret
-//! (`tls.crt`, `tls.key`, `ca.crt`), reloaded when they change.
+//! (`tls.crt`, `tls.key`, `ca.crt`), reloaded when they change; and for the operator listener,
+//! which presents the same certificate but accepts only clients of the operator's own CA.
 //!
 //! There is no plaintext mode and no fallback: drand's February 2024 outage began with a hidden
 //! TLS-to-plaintext fallback. A connection that fails TLS is refused and the refusal is logged
@@ -27,6 +28,11 @@ pub enum TlsError {
     Config(String),
     #[error("peer address {address:?} has no host name or IP address usable for TLS")]
     ServerName { address: String },
+    #[error("--operator-ca {operator_ca}: holds a certificate that is also in the peers' CA {peer_ca}; the operator listener must trust a CA that only the operator holds (with the peers' CA, every peer could run ceremony commands)")]
+    SharedOperatorCa {
+        operator_ca: PathBuf,
+        peer_ca: PathBuf,
+    },
 }
 
 /// Whether inbound peers must present a certificate from our CA (mutual TLS). Our own nodes
@@ -54,16 +60,38 @@ impl TlsFiles {
             ca: dir.join("ca.crt"),
         }
     }
+}
 
-    fn stamps(&self) -> Stamps {
-        [&self.cert, &self.key, &self.ca]
-            .iter()
+/// What a listener's TLS is for.
+#[derive(Clone, Debug)]
+enum Purpose {
+    /// Peers: client certificates from the peers' CA (`ca.crt`).
+    Peer(ClientAuth),
+    /// The operator listener: client certificates from this CA only, always required.
+    Operator { ca: PathBuf },
+}
+
+impl Purpose {
+    fn stamps(&self, files: &TlsFiles) -> Stamps {
+        let mut paths = vec![&files.cert, &files.key, &files.ca];
+        if let Purpose::Operator { ca } = self {
+            paths.push(ca);
+        }
+        paths
+            .into_iter()
             .map(|p| {
                 std::fs::metadata(p)
                     .ok()
                     .and_then(|m| Some((m.modified().ok()?, m.len())))
             })
             .collect()
+    }
+
+    fn load(&self, files: &TlsFiles) -> Result<TlsConfigs, TlsError> {
+        match self {
+            Purpose::Peer(auth) => TlsConfigs::load(files, *auth),
+            Purpose::Operator { ca } => TlsConfigs::load_operator(files, ca),
+        }
     }
 }
 
@@ -84,37 +112,112 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+/// The certificates of PEM text; `origin` names it in errors (a file, or what a caller passed).
+fn parse_certs(pem: &[u8], origin: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Invalid {
-            path: path.to_owned(),
+            path: origin.to_owned(),
             reason: e.to_string(),
         })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate {
-            path: path.to_owned(),
+            path: origin.to_owned(),
         });
     }
     Ok(certs)
 }
 
-impl TlsConfigs {
-    pub fn load(files: &TlsFiles, client_auth: ClientAuth) -> Result<TlsConfigs, TlsError> {
-        let chain = certs(&files.cert)?;
-        let key_pem = read(&files.key)?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Invalid {
-            path: files.key.clone(),
+fn parse_key(pem: &[u8], origin: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::Invalid {
+        path: origin.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    parse_certs(&read(path)?, path)
+}
+
+fn root_store(
+    certs: Vec<CertificateDer<'static>>,
+    origin: &Path,
+) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in certs {
+        roots.add(ca).map_err(|e| TlsError::Invalid {
+            path: origin.to_owned(),
             reason: e.to_string(),
         })?;
-        let mut roots = RootCertStore::empty();
-        for ca in certs(&files.ca)? {
-            roots.add(ca).map_err(|e| TlsError::Invalid {
-                path: files.ca.clone(),
-                reason: e.to_string(),
-            })?;
+    }
+    Ok(roots)
+}
+
+fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    root_store(certs(path)?, path)
+}
+
+/// A client that trusts `roots` and presents `chain` (mutual TLS), speaking HTTP/2.
+fn client_config(
+    roots: Arc<RootCertStore>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    key_origin: &Path,
+) -> Result<ClientConfig, TlsError> {
+    let mut client = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| TlsError::Invalid {
+            path: key_origin.to_owned(),
+            reason: format!("does not match its certificate: {e}"),
+        })?;
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(client)
+}
+
+/// A client configuration from PEM text held in memory (the operator's, from Kubernetes
+/// Secrets): trust the certificates of `ca_pem`, present `cert_pem` with `key_pem`.
+pub fn client_config_from_pem(
+    ca_pem: &[u8],
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<ClientConfig, TlsError> {
+    let ca_origin = Path::new("the server CA (PEM)");
+    let roots = root_store(parse_certs(ca_pem, ca_origin)?, ca_origin)?;
+    let chain = parse_certs(cert_pem, Path::new("the client certificate (PEM)"))?;
+    let key_origin = Path::new("the client key (PEM)");
+    let key = parse_key(key_pem, key_origin)?;
+    client_config(Arc::new(roots), chain, key, key_origin)
+}
+
+impl TlsConfigs {
+    pub fn load(files: &TlsFiles, client_auth: ClientAuth) -> Result<TlsConfigs, TlsError> {
+        Self::build(files, roots(&files.ca)?, client_auth)
+    }
+
+    /// The operator listener's: our peer certificate, and only client certificates that chain to
+    /// `operator_ca`, which must share no certificate with the peers' CA. Its client half trusts
+    /// only the operator's CA, so nothing dialled with it could reach a peer.
+    pub fn load_operator(files: &TlsFiles, operator_ca: &Path) -> Result<TlsConfigs, TlsError> {
+        let peer_cas = certs(&files.ca)?;
+        if certs(operator_ca)?.iter().any(|c| peer_cas.contains(c)) {
+            return Err(TlsError::SharedOperatorCa {
+                operator_ca: operator_ca.to_owned(),
+                peer_ca: files.ca.clone(),
+            });
         }
+        Self::build(files, roots(operator_ca)?, ClientAuth::Required)
+    }
+
+    fn build(
+        files: &TlsFiles,
+        roots: RootCertStore,
+        client_auth: ClientAuth,
+    ) -> Result<TlsConfigs, TlsError> {
+        let chain = certs(&files.cert)?;
+        let key = parse_key(&read(&files.key)?, &files.key)?;
         let roots = Arc::new(roots);
         let provider = provider();
 
@@ -125,7 +228,7 @@ impl TlsConfigs {
         }
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-        let mut server = ServerConfig::builder_with_provider(provider.clone())
+        let mut server = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_client_cert_verifier(verifier)
@@ -135,17 +238,7 @@ impl TlsConfigs {
                 reason: format!("does not match {}: {e}", files.cert.display()),
             })?;
         server.alpn_protocols = vec![b"h2".to_vec()];
-
-        let mut client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| TlsError::Invalid {
-                path: files.key.clone(),
-                reason: e.to_string(),
-            })?;
-        client.alpn_protocols = vec![b"h2".to_vec()];
+        let client = client_config(roots, chain, key, &files.key)?;
         Ok(TlsConfigs {
             server: Arc::new(server),
             client: Arc::new(client),
@@ -159,17 +252,27 @@ type Stamps = Vec<Option<(SystemTime, u64)>>;
 /// The current TLS configuration, swapped in place when the files change on disk.
 pub struct ReloadingTls {
     files: TlsFiles,
-    client_auth: ClientAuth,
+    purpose: Purpose,
     current: RwLock<(Arc<TlsConfigs>, Stamps)>,
 }
 
 impl ReloadingTls {
     pub fn new(files: TlsFiles, client_auth: ClientAuth) -> Result<ReloadingTls, TlsError> {
-        let stamps = files.stamps();
-        let configs = TlsConfigs::load(&files, client_auth)?;
+        Self::with_purpose(files, Purpose::Peer(client_auth))
+    }
+
+    /// The operator listener's TLS (see [`TlsConfigs::load_operator`]), reloaded when the peer
+    /// certificate or the operator's CA changes.
+    pub fn operator(files: TlsFiles, operator_ca: PathBuf) -> Result<ReloadingTls, TlsError> {
+        Self::with_purpose(files, Purpose::Operator { ca: operator_ca })
+    }
+
+    fn with_purpose(files: TlsFiles, purpose: Purpose) -> Result<ReloadingTls, TlsError> {
+        let stamps = purpose.stamps(&files);
+        let configs = purpose.load(&files)?;
         Ok(ReloadingTls {
             files,
-            client_auth,
+            purpose,
             current: RwLock::new((Arc::new(configs), stamps)),
         })
     }
@@ -185,7 +288,7 @@ impl ReloadingTls {
     /// the previous configuration stays in use: a half-written renewal must not take the node
     /// off the network.
     pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
-        let stamps = self.files.stamps();
+        let stamps = self.purpose.stamps(&self.files);
         let unchanged = match self.current.read() {
             Ok(g) => g.1 == stamps,
             Err(p) => p.into_inner().1 == stamps,
@@ -193,7 +296,7 @@ impl ReloadingTls {
         if unchanged {
             return Ok(false);
         }
-        let configs = TlsConfigs::load(&self.files, self.client_auth)?;
+        let configs = self.purpose.load(&self.files)?;
         let mut guard = match self.current.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -262,9 +365,11 @@ pub fn refusal_explanation(reason: &str) -> &'static str {
         "not_tls" => {
             "the peer did not speak TLS (plaintext connection?); plaintext is never accepted"
         }
-        "bad_certificate" => "the peer's certificate is not signed by our CA or is invalid",
+        "bad_certificate" => {
+            "the client's certificate is not signed by the CA this listener trusts, or is invalid"
+        }
         "no_client_certificate" => {
-            "the peer presented no client certificate; peers must use mutual TLS"
+            "the client presented no certificate; this listener requires mutual TLS"
         }
         "peer_alert" => "the peer aborted the handshake (it probably rejected our certificate)",
         "timeout" => "the TLS handshake did not complete in time",

@@ -6,6 +6,7 @@ mod http;
 mod keys;
 mod netharness;
 mod network;
+mod operator_control;
 mod repair;
 mod store;
 mod testnet;

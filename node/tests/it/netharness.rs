@@ -9,9 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use beacon_core::chain::{ChainInfo, PublishedBeacon};
 use beacon_core::crypto::{PriPoly, Scheme};
+use beacon_node::control::client::{ControlClientConfig, NodeControl};
 use beacon_node::keys::KeyStore;
 use beacon_node::keys::{Group, GroupNode, KeyPair, Share};
-use beacon_node::net::pki::TestCa;
+use beacon_node::net::pki::{IssuedCert, TestCa};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -21,6 +22,8 @@ pub struct TestNode {
     pub peer: SocketAddr,
     pub http: SocketAddr,
     pub control: SocketAddr,
+    /// The operator control listener's address (used when the net has an operator CA).
+    pub operator: SocketAddr,
     pub log: PathBuf,
     child: Option<Child>,
     restarts: u32,
@@ -39,6 +42,14 @@ pub struct TestNet {
     _root: tempfile::TempDir,
     _turn: std::sync::MutexGuard<'static, ()>,
     pub nodes: Vec<TestNode>,
+    /// With [`TestNet::with_operator`]: every node opens its operator listener for this CA.
+    pub operator: Option<OperatorCa>,
+}
+
+/// The operator's own control CA (not the peers'), its file, and a client certificate from it.
+pub struct OperatorCa {
+    pub ca_file: PathBuf,
+    pub client: IssuedCert,
 }
 
 fn free_port(ip: &str) -> u16 {
@@ -65,7 +76,53 @@ impl TestNet {
             _root: root,
             _turn: turn,
             nodes,
+            operator: None,
         }
+    }
+
+    /// Nodes started from now on also serve the control API to the operator: a control CA of
+    /// its own (ca.crt in the net's folder) and a client certificate from it.
+    pub fn with_operator(mut self) -> TestNet {
+        let ca = TestCa::new("beacon operator control CA").expect("operator CA");
+        let ca_file = self._root.path().join("operator-ca.crt");
+        std::fs::write(&ca_file, ca.ca_pem()).expect("write operator CA");
+        let client = ca
+            .issue(&["beacon-operator".to_owned()])
+            .expect("operator client certificate");
+        self.operator = Some(OperatorCa { ca_file, client });
+        self
+    }
+
+    /// A client of node `i`'s operator listener, as the operator makes one: the node's CA
+    /// (its ca.crt) and the operator's client certificate.
+    pub fn operator_client(&self, i: usize) -> NodeControl {
+        let op = self.operator.as_ref().expect("a net with_operator");
+        self.control_client(
+            i,
+            self.nodes[i].operator,
+            &op.client.cert_pem,
+            &op.client.key_pem,
+        )
+    }
+
+    /// A client of `addr` with node `i`'s CA and the given client certificate. Call it inside
+    /// a Tokio runtime (`Runtime::enter`).
+    pub fn control_client(
+        &self,
+        i: usize,
+        addr: SocketAddr,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> NodeControl {
+        let ca = std::fs::read(self.nodes[i].dir.join("tls/ca.crt")).expect("node CA");
+        let mut config = ControlClientConfig::new(
+            addr.to_string(),
+            ca,
+            cert_pem.as_bytes(),
+            key_pem.as_bytes(),
+        );
+        config.call_timeout = Duration::from_secs(20);
+        NodeControl::new(&config).expect("control client")
     }
 
     fn keys(
@@ -83,6 +140,7 @@ impl TestNet {
             let peer: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().expect("addr");
             let http: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().expect("addr");
             let control: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().expect("addr");
+            let operator: SocketAddr = format!("{ip}:{}", free_port(&ip)).parse().expect("addr");
             let dir = root.path().join(format!("node{i}"));
             std::fs::create_dir_all(&dir).expect("node dir");
             let pair = KeyPair::generate(scheme, &peer.to_string(), rng).expect("key pair");
@@ -97,6 +155,7 @@ impl TestNet {
                 peer,
                 http,
                 control,
+                operator,
                 child: None,
                 restarts: 0,
             });
@@ -157,6 +216,7 @@ impl TestNet {
             _root: root,
             _turn: turn,
             nodes,
+            operator: None,
         }
     }
 
@@ -168,8 +228,16 @@ impl TestNet {
             .append(true)
             .open(&node.log)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_beacon-node"))
-            .arg("start")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_beacon-node"));
+        command.arg("start");
+        if let Some(op) = &self.operator {
+            command
+                .arg("--operator-listen")
+                .arg(node.operator.to_string())
+                .arg("--operator-ca")
+                .arg(&op.ca_file);
+        }
+        let child = command
             .arg("--dir")
             .arg(&node.dir)
             .arg("--peer-listen")

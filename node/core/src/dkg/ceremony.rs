@@ -271,6 +271,11 @@ pub struct StateStatus {
     pub timeout: Timestamp,
     pub leader: Option<Participant>,
     pub members: Vec<MemberStatus>,
+    /// The group the ceremony made, by index (Complete only): QUAL, so members evicted during
+    /// the execution are not in it.
+    pub final_group: Vec<GroupNode>,
+    /// Why the execution failed (Failed only).
+    pub failure: Option<String>,
 }
 
 /// drand's `DKGStatusResponse`: the last complete state and the current one.
@@ -783,9 +788,10 @@ impl Ceremony {
         }
         let result = match outcome {
             Ok(r) => r,
-            Err(_) => {
+            Err(e) => {
                 let mut next = current;
                 next.state = Status::Failed;
+                next.failure = Some(e.to_string());
                 self.store.save_current(next);
                 return Ok(Status::Failed);
             }
@@ -892,6 +898,11 @@ impl Ceremony {
             timeout: s.timeout,
             leader: s.leader.clone(),
             members,
+            final_group: match (&s.final_group, s.state) {
+                (Some(g), Status::Complete) => g.nodes.clone(),
+                _ => Vec::new(),
+            },
+            failure: s.failure.clone(),
         }
     }
 

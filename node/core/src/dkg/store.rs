@@ -158,6 +158,9 @@ pub struct DkgState {
     pub key_share: Option<KeyShare>,
     /// By member address.
     pub receipts: BTreeMap<String, Receipt>,
+    /// Why the execution failed (state Failed only); absent in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 impl DkgState {
@@ -183,6 +186,7 @@ impl DkgState {
             final_group: None,
             key_share: None,
             receipts: BTreeMap::new(),
+            failure: None,
         }
     }
 
