@@ -134,9 +134,22 @@ fn e2e_cli(run_dir: &Path, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// Runs `e2e down` when dropped, so a failing test does not leave its background control
+/// plane running (it is detached by design).
+struct DownOnDrop(std::path::PathBuf);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = e2e_cli(&self.0, &["down"]);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_env_and_down_manage_a_background_control_plane() {
     let run = tempfile::tempdir().expect("tempdir");
+    let _down = DownOnDrop(run.path().to_path_buf());
     let (ok, out) = e2e_cli(run.path(), &["up", "--kubelet"]);
     assert!(ok, "e2e up failed:\n{out}");
     assert!(out.contains("export KUBECONFIG="), "{out}");
