@@ -16,6 +16,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::error::{log_tail, Error, Result};
+use crate::lock::FileLock;
 
 /// The oldest Go that builds the pinned versions (Kubernetes 1.37 says `go 1.26.0`).
 pub const MIN_GO: &str = "1.26";
@@ -330,7 +331,7 @@ pub fn ensure(component: Component) -> Result<Built> {
         ".{}.lock",
         dir.file_name().and_then(|n| n.to_str()).unwrap_or("build")
     ));
-    let _lock = FileLock::acquire(&lock_path)?;
+    let _lock = FileLock::acquire(&lock_path, "cannot lock the build")?;
     if binary.is_file() {
         return Ok(Built {
             component,
@@ -502,38 +503,6 @@ impl ControlPlaneBinaries {
             kube_apiserver: ensure(Component::KubeApiserver)?.path,
             kube_controller_manager: ensure(Component::KubeControllerManager)?.path,
         })
-    }
-}
-
-/// An exclusive `flock` on a file, released on drop (and by the kernel if the process dies).
-struct FileLock {
-    _file: File,
-}
-
-impl FileLock {
-    fn acquire(path: &Path) -> Result<FileLock> {
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(Error::io("cannot open the build lock", path))?;
-        use std::os::fd::AsRawFd;
-        loop {
-            // SAFETY: flock on a file descriptor we own; no memory is involved.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(FileLock { _file: file });
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(Error::Io {
-                    what: "cannot lock the build".into(),
-                    path: path.to_path_buf(),
-                    source: err,
-                });
-            }
-        }
     }
 }
 

@@ -14,9 +14,9 @@
 //! [`crate::process`]).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
@@ -25,7 +25,9 @@ use kube::{Api, Client, Config};
 
 use crate::binaries::ControlPlaneBinaries;
 use crate::error::{log_tail, Error, Result};
+use crate::kubelet::{Attach, Kubelet, KubeletOptions};
 use crate::pki::Pki;
+use crate::podnet::PodNetwork;
 use crate::process::ManagedProcess;
 
 /// The Service ClusterIP range handed to the API server (addresses are only allocated, never
@@ -50,6 +52,11 @@ pub struct Options {
     pub keep_dir: bool,
     /// Where to put the temporary directory (default: the system temp dir).
     pub parent_dir: Option<PathBuf>,
+    /// Create a pod network first ([`crate::podnet`]) and serve the API on its bridge
+    /// address, so that pods reach the API server (needs root; implied by `kubelet`).
+    pub pod_network: bool,
+    /// Start the test kubelet ([`crate::kubelet`]) once the control plane is up.
+    pub kubelet: Option<KubeletOptions>,
 }
 
 impl Default for Options {
@@ -65,6 +72,8 @@ impl Default for Options {
             start_timeout,
             keep_dir,
             parent_dir: None,
+            pod_network: false,
+            kubelet: None,
         }
     }
 }
@@ -82,6 +91,8 @@ pub struct StartTimes {
 /// A running control plane. See the module documentation.
 #[derive(Debug)]
 pub struct ControlPlane {
+    /// Stopped before anything else.
+    kubelet: OnceLock<Kubelet>,
     /// Processes started later against this control plane (cert-manager, …), stopped first.
     extra: Mutex<Vec<ManagedProcess>>,
     controller_manager: Option<ManagedProcess>,
@@ -94,6 +105,10 @@ pub struct ControlPlane {
     server: String,
     kubeconfig: PathBuf,
     times: StartTimes,
+    /// Removed after every process has stopped.
+    network: Option<Arc<PodNetwork>>,
+    apiserver_port: u16,
+    start_timeout: Duration,
 }
 
 impl ControlPlane {
@@ -134,10 +149,30 @@ impl ControlPlane {
         let pki_dir = mkdir("pki")?;
         let logs = mkdir("logs")?;
         let etcd_data = mkdir("etcd")?;
-        let pki = Pki::generate(&pki_dir)?;
+        let network = if options.pod_network || options.kubelet.is_some() {
+            Some(Arc::new(
+                tokio::task::spawn_blocking(PodNetwork::create)
+                    .await
+                    .map_err(|e| Error::Invalid(format!("the pod network task failed: {e}")))??,
+            ))
+        } else {
+            None
+        };
+        // With a pod network, the API server listens on the bridge: reachable from the host
+        // and from every pod (127.0.0.1 inside a pod is the pod's own loopback).
+        let api_ip = network
+            .as_ref()
+            .map_or(Ipv4Addr::LOCALHOST, |n| n.host_ip());
+        let pki = Pki::generate(&pki_dir, &[IpAddr::V4(api_ip)])?;
 
-        let [etcd_client, etcd_peer, apiserver_port] = free_ports::<3>()?;
-        let server = format!("https://127.0.0.1:{apiserver_port}");
+        let [etcd_client, etcd_peer] = free_ports::<2>()?;
+        // On its own bridge address the API server can have 443, as `kubernetes.default.svc`
+        // has in a cluster (in-cluster clients that use the name with no port then work).
+        let apiserver_port = match &network {
+            Some(_) if TcpListener::bind((api_ip, 443)).is_ok() => 443,
+            _ => free_ports_on::<1>(api_ip)?[0],
+        };
+        let server = format!("https://{api_ip}:{apiserver_port}");
         let kubeconfig = path.join("admin.kubeconfig");
         write_kubeconfig(
             &kubeconfig,
@@ -162,6 +197,7 @@ impl ControlPlane {
         )?;
 
         let mut cp = ControlPlane {
+            kubelet: OnceLock::new(),
             extra: Mutex::new(Vec::new()),
             controller_manager: None,
             apiserver: None,
@@ -173,6 +209,9 @@ impl ControlPlane {
             server,
             kubeconfig,
             times,
+            network,
+            apiserver_port,
+            start_timeout: options.start_timeout,
         };
         let timeout = options.start_timeout;
 
@@ -203,8 +242,8 @@ impl ControlPlane {
         let p = &cp.pki;
         let apiserver_args = vec![
             format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".to_string(),
-            "--advertise-address=127.0.0.1".to_string(),
+            format!("--bind-address={api_ip}"),
+            format!("--advertise-address={api_ip}"),
             format!("--secure-port={apiserver_port}"),
             format!("--tls-cert-file={}", p.apiserver.cert.display()),
             format!("--tls-private-key-file={}", p.apiserver.key.display()),
@@ -261,8 +300,47 @@ impl ControlPlane {
             cp.wait_controller_manager(&client, timeout).await?;
             cp.times.controller_manager = phase.elapsed().as_secs_f64();
         }
+        if let Some(kubelet) = options.kubelet {
+            cp.start_kubelet(kubelet).await?;
+        }
         cp.times.total = started.elapsed().as_secs_f64();
         Ok(cp)
+    }
+
+    /// Starts the test kubelet (once; needs a control plane started with
+    /// [`Options::pod_network`]) and returns it.
+    pub async fn start_kubelet(&self, options: KubeletOptions) -> Result<&Kubelet> {
+        if let Some(k) = self.kubelet.get() {
+            return Ok(k);
+        }
+        let network = self.network.clone().ok_or_else(|| {
+            Error::Invalid(
+                "the test kubelet needs a pod network: start the control plane with \
+                 Options { pod_network: true, .. } (or Options::kubelet)"
+                    .into(),
+            )
+        })?;
+        let attach = Attach {
+            kubeconfig: self.kubeconfig.clone(),
+            network,
+            dir: self.path.join("kubelet"),
+            apiserver_port: self.apiserver_port,
+        };
+        let timeout = self.start_timeout;
+        let kubelet = tokio::task::spawn_blocking(move || Kubelet::start(attach, options, timeout))
+            .await
+            .map_err(|e| Error::Invalid(format!("the kubelet start task failed: {e}")))??;
+        Ok(self.kubelet.get_or_init(|| kubelet))
+    }
+
+    /// The test kubelet, if started.
+    pub fn kubelet(&self) -> Option<&Kubelet> {
+        self.kubelet.get()
+    }
+
+    /// The pod network, if the control plane has one.
+    pub fn network(&self) -> Option<&PodNetwork> {
+        self.network.as_deref()
     }
 
     /// The API server's URL (`https://127.0.0.1:PORT`).
@@ -401,8 +479,12 @@ impl ControlPlane {
         out
     }
 
-    /// Stops every process (controllers first) and removes the directory unless kept.
+    /// Stops every process (the kubelet's pods, then the controllers) and removes the
+    /// network and the directory unless kept.
     pub fn stop(&mut self) {
+        if let Some(kubelet) = self.kubelet.take() {
+            kubelet.shutdown();
+        }
         let extra = std::mem::take(
             &mut *self
                 .extra
@@ -421,6 +503,9 @@ impl ControlPlane {
                 p.stop();
             }
         }
+        if let Some(network) = &self.network {
+            network.remove();
+        }
         if let Some(dir) = self.dir.take() {
             if self.keep_dir {
                 let kept = dir.keep();
@@ -433,8 +518,14 @@ impl ControlPlane {
     /// control plane kept in a `static` (shared by the tests of one binary), from an
     /// `atexit` handler. Safe to call more than once; the control plane is unusable after.
     pub fn shutdown_now(&self) {
+        if let Some(kubelet) = self.kubelet.get() {
+            kubelet.shutdown();
+        }
         for pid in self.pids() {
             crate::process::stop_group_by_pid(pid, Duration::from_secs(10));
+        }
+        if let Some(network) = &self.network {
+            network.remove();
         }
         if !self.keep_dir && self.dir.is_some() {
             let _ = std::fs::remove_dir_all(&self.path);
@@ -557,10 +648,15 @@ fn etcd_health(port: u16) -> std::io::Result<bool> {
 
 /// `N` distinct free TCP ports on 127.0.0.1 (held together while picking, so they differ).
 pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    free_ports_on(Ipv4Addr::LOCALHOST)
+}
+
+/// `N` distinct free TCP ports on `ip`.
+pub fn free_ports_on<const N: usize>(ip: Ipv4Addr) -> Result<[u16; N]> {
     let mut listeners = Vec::with_capacity(N);
     let mut ports = [0u16; N];
     for port in ports.iter_mut() {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::NoPort)?;
+        let listener = TcpListener::bind((ip, 0)).map_err(Error::NoPort)?;
         *port = listener.local_addr().map_err(Error::NoPort)?.port();
         listeners.push(listener);
     }

@@ -94,6 +94,9 @@ pub enum Error {
     #[error("timed out after {seconds} s waiting for {what}")]
     Timeout { what: String, seconds: u64 },
 
+    #[error("pod network: {0}")]
+    Network(String),
+
     #[error("{0}")]
     Invalid(String),
 }

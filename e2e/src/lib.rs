@@ -6,6 +6,8 @@
 //! - [`controlplane`]: starts and stops a control plane; [`ControlPlane`].
 //! - [`certmanager`]: installs cert-manager's CRDs and runs its controller.
 //! - [`helm`]: runs the `helm` built from its Go module against `charts/beacon-operator`.
+//! - [`podnet`]: a bridge and a network namespace per pod; [`kubelet`]: the test kubelet,
+//!   a fixture that runs pods as local processes of the workspace's binaries.
 //!
 //! See `e2e/README.md` for versions, cache location and measured times.
 
@@ -14,8 +16,13 @@ pub mod certmanager;
 pub mod controlplane;
 pub mod error;
 pub mod helm;
+pub mod kubelet;
+pub mod lock;
 pub mod pki;
+pub mod podnet;
 pub mod process;
+pub mod rundir;
 
 pub use controlplane::{ControlPlane, Options};
 pub use error::{Error, Result};
+pub use kubelet::{Kubelet, KubeletOptions};

@@ -1,11 +1,12 @@
-//! `cargo run -p e2e -- <command>`: build the control-plane binaries, or run a control plane
-//! in the foreground for manual use with `kubectl`.
+//! `cargo run -p e2e -- <command>`: build the control-plane binaries, or run a local control
+//! plane (optionally with cert-manager and the test kubelet) for manual use with `kubectl`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use e2e::binaries::{self, Component};
+use e2e::rundir;
 
 #[derive(Parser)]
 #[command(about = "Local Kubernetes control plane for the beacon operator's tests")]
@@ -25,15 +26,31 @@ enum Command {
     },
     /// Print where each binary is cached, without building.
     Paths,
-    /// Start a control plane and keep it running until Ctrl-C (or SIGTERM).
+    /// Start a control plane in the background (state and logs in the run folder under the
+    /// cache directory), print how to use it and return; `e2e down` stops it. With
+    /// --foreground, run it in this process until Ctrl-C (or SIGTERM) instead.
     Up {
         /// Also install cert-manager's CRDs and run its controller.
         #[arg(long)]
         cert_manager: bool,
+        /// Also create the pod network and run the test kubelet, so pods run (needs root).
+        #[arg(long)]
+        kubelet: bool,
+        /// Run in this process until Ctrl-C or SIGTERM.
+        #[arg(long)]
+        foreground: bool,
         /// Copy the admin kubeconfig here as well.
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
+        /// The background process that `up` starts (holds the run folder's lock).
+        #[arg(long, hide = true)]
+        daemon: bool,
     },
+    /// Stop the control plane that `up` started in the background and remove its network.
+    Down,
+    /// Print `export KUBECONFIG=…` (and the kubectl path) for the running control plane:
+    /// `eval "$(cargo run -q -p e2e -- env)"`.
+    Env,
 }
 
 fn main() -> ExitCode {
@@ -43,8 +60,26 @@ fn main() -> ExitCode {
         Command::Paths => paths(),
         Command::Up {
             cert_manager,
+            kubelet,
+            foreground,
             kubeconfig,
-        } => up(cert_manager, kubeconfig),
+            daemon,
+        } => {
+            let what = rundir::Wanted {
+                cert_manager,
+                kubelet,
+                kubeconfig,
+            };
+            if daemon {
+                rundir::daemon(what)
+            } else if foreground {
+                rundir::foreground(what)
+            } else {
+                rundir::up(&what)
+            }
+        }
+        Command::Down => rundir::down(),
+        Command::Env => rundir::env(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,47 +117,4 @@ fn paths() -> e2e::Result<()> {
         println!("{:<26} {:<8} {}", component.name(), state, path.display());
     }
     Ok(())
-}
-
-fn up(cert_manager: bool, kubeconfig: Option<PathBuf>) -> e2e::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e2e::Error::Invalid(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async move {
-        let cp = e2e::ControlPlane::start().await?;
-        if cert_manager {
-            e2e::certmanager::start(&cp).await?;
-        }
-        if let Some(path) = &kubeconfig {
-            std::fs::copy(cp.kubeconfig(), path)
-                .map_err(e2e::Error::io("cannot copy the kubeconfig", path))?;
-        }
-        let t = cp.start_times();
-        println!(
-            "control plane ready in {:.1} s (binaries {:.1}, etcd {:.1}, kube-apiserver {:.1}, \
-             kube-controller-manager {:.1})",
-            t.total, t.binaries, t.etcd, t.apiserver, t.controller_manager
-        );
-        println!("server: {}", cp.server());
-        println!("logs:   {}", cp.dir().join("logs").display());
-        println!("export KUBECONFIG={}", cp.kubeconfig().display());
-        if let Ok(kubectl) = binaries::binary_path(Component::Kubectl) {
-            if kubectl.is_file() {
-                println!("kubectl: {}", kubectl.display());
-            }
-        }
-        println!("Ctrl-C stops it.");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| e2e::Error::Invalid(format!("cannot wait for SIGTERM: {e}")))?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => {
-                r.map_err(|e| e2e::Error::Invalid(format!("cannot wait for Ctrl-C: {e}")))?;
-            }
-            _ = term.recv() => {}
-        }
-        eprintln!("e2e: stopping");
-        drop(cp);
-        Ok(())
-    })
 }

@@ -61,8 +61,9 @@ fn write(path: &Path, contents: &str) -> Result<()> {
 }
 
 impl Pki {
-    /// Generates a fresh PKI into `dir` (which must exist).
-    pub fn generate(dir: &Path) -> Result<Pki> {
+    /// Generates a fresh PKI into `dir` (which must exist); the API server's certificate
+    /// also names `extra_ips` (the pod network's bridge address).
+    pub fn generate(dir: &Path, extra_ips: &[IpAddr]) -> Result<Pki> {
         let ca_key = KeyPair::generate().map_err(pki_err("the CA key"))?;
         let mut ca_params =
             CertificateParams::new(Vec::<String>::new()).map_err(pki_err("the CA parameters"))?;
@@ -122,19 +123,25 @@ impl Pki {
                 s.try_into().map_err(pki_err("a DNS name"))?,
             ))
         };
+        let mut sans = vec![
+            SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            SanType::IpAddress(IpAddr::V4(KUBERNETES_SERVICE_IP)),
+            dns("localhost")?,
+            dns("kubernetes")?,
+            dns("kubernetes.default")?,
+            dns("kubernetes.default.svc")?,
+            dns("kubernetes.default.svc.cluster.local")?,
+        ];
+        for ip in extra_ips {
+            if !ip.is_loopback() {
+                sans.push(SanType::IpAddress(*ip));
+            }
+        }
         let apiserver = leaf(
             "apiserver",
             "kube-apiserver",
             None,
-            vec![
-                SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                SanType::IpAddress(IpAddr::V4(KUBERNETES_SERVICE_IP)),
-                dns("localhost")?,
-                dns("kubernetes")?,
-                dns("kubernetes.default")?,
-                dns("kubernetes.default.svc")?,
-                dns("kubernetes.default.svc.cluster.local")?,
-            ],
+            sans,
             ExtendedKeyUsagePurpose::ServerAuth,
         )?;
         let admin = leaf(
@@ -177,7 +184,7 @@ mod tests {
     #[test]
     fn generates_every_file_as_pem() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let pki = Pki::generate(dir.path()).expect("generate");
+        let pki = Pki::generate(dir.path(), &[]).expect("generate");
         let read = |p: &Path| std::fs::read_to_string(p).expect("read");
         for cert in [
             &pki.ca_cert,

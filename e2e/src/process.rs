@@ -69,6 +69,25 @@ impl ManagedProcess {
         args: &[String],
         log: &Path,
     ) -> Result<ManagedProcess> {
+        let mut command = Command::new(program);
+        command.args(args);
+        Self::spawn_command(name, command, log, || Ok(()))
+    }
+
+    /// Starts a prepared `command` with stdout and stderr appended to `log`, in its own
+    /// process group, with the death signal set. `setup` runs in the child after fork, before
+    /// the death signal is set and before exec: it may change namespaces and credentials (a
+    /// change of uid or gid clears the death signal, so it comes after). Like every
+    /// `pre_exec` closure, it must only make async-signal-safe calls (no allocation).
+    pub fn spawn_command<F>(
+        name: &str,
+        mut command: Command,
+        log: &Path,
+        setup: F,
+    ) -> Result<ManagedProcess>
+    where
+        F: FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+    {
         let out = File::options()
             .create(true)
             .append(true)
@@ -77,16 +96,16 @@ impl ManagedProcess {
         let err = out
             .try_clone()
             .map_err(Error::io("cannot create a log file", log))?;
-        let mut command = Command::new(program);
         command
-            .args(args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .process_group(0);
-        // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid).
+        // SAFETY: `setup` obeys the pre_exec rules (see above); the death-signal closure only
+        // calls prctl and getppid, both async-signal-safe.
         let parent = std::process::id() as libc::pid_t;
         unsafe {
+            command.pre_exec(setup);
             command.pre_exec(move || {
                 if libc::prctl(
                     libc::PR_SET_PDEATHSIG,
@@ -105,6 +124,7 @@ impl ManagedProcess {
                 Ok(())
             });
         }
+        let program = PathBuf::from(command.get_program());
         let child = spawn_on_spawner(command).map_err(Error::io(
             format!("cannot start {name} (was the binary built?)"),
             program,
@@ -115,6 +135,22 @@ impl ManagedProcess {
             log: log.to_path_buf(),
             grace: Duration::from_secs(10),
         })
+    }
+
+    /// Sets how long [`ManagedProcess::stop`] waits between SIGTERM and SIGKILL.
+    pub fn set_grace(&mut self, grace: Duration) {
+        self.grace = grace;
+    }
+
+    /// Sends `signal` to the process group, if the process has not been reaped.
+    pub fn signal_group(&mut self, signal: libc::c_int) {
+        if let Some(child) = self.child.as_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                // SAFETY: signalling our own child's process group (not reaped, so the id
+                // is still its).
+                unsafe { libc::kill(-(child.id() as libc::pid_t), signal) };
+            }
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -107,7 +107,8 @@ async fn chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
     let deployment = deployments.get(&fullname).await.expect("the Deployment");
     assert_eq!(deployment.spec.replicas, Some(1));
 
-    // The controller manager makes its pod; with no kubelet it stays Pending, as created.
+    // The controller manager makes its pod; the test kubelet binds it, but its image is not in
+    // the kubelet's map until the operator crate has its binary, so it stays Pending.
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
     let selector = format!("app.kubernetes.io/instance={release}");
     let pod = common::eventually("the operator's pod", Duration::from_secs(60), || {

@@ -2,11 +2,13 @@
 //!
 //! Most tests share one control plane per test binary (started by the first test that asks,
 //! stopped by an `atexit` handler when the binary exits, killed by the kernel if it dies);
-//! each test works in its own namespace and names its own CRDs, so they run in parallel.
+//! each test works in its own namespace and names its own CRDs, so they run in parallel. It
+//! has a pod network and the test kubelet, so pods run.
 
 use std::time::{Duration, Instant};
 
-use e2e::ControlPlane;
+use e2e::kubelet::images::Image;
+use e2e::{ControlPlane, Kubelet, KubeletOptions, Options};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, PostParams};
@@ -28,7 +30,11 @@ extern "C" fn stop_shared() {
 pub async fn shared() -> &'static ControlPlane {
     let result = SHARED
         .get_or_try_init(|| async {
-            let cp = ControlPlane::start().await?;
+            let cp = ControlPlane::start_with(Options {
+                kubelet: Some(KubeletOptions::default()),
+                ..Options::default()
+            })
+            .await?;
             // SAFETY: registering a plain extern "C" function.
             unsafe { libc::atexit(stop_shared) };
             let t = cp.start_times();
@@ -50,6 +56,26 @@ pub async fn shared() -> &'static ControlPlane {
         Err(e) => panic!("cannot start the control plane: {e}"),
     }
 }
+
+/// The shared control plane's test kubelet, with the test images in its map.
+pub async fn kubelet() -> (&'static ControlPlane, &'static Kubelet) {
+    let cp = shared().await;
+    let kubelet = cp
+        .kubelet()
+        .unwrap_or_else(|| panic!("the shared control plane has no kubelet"));
+    kubelet.images().insert(SHELL_IMAGE, Image::path("/bin/sh"));
+    kubelet.images().insert(
+        API_PROBE_IMAGE,
+        Image::path(env!("CARGO_BIN_EXE_e2e-api-probe")),
+    );
+    (cp, kubelet)
+}
+
+/// A test image whose program is the host's `/bin/sh` (the host's root file system stands in
+/// for the image's, so `cp`, `sleep`, … are there too).
+pub const SHELL_IMAGE: &str = "e2e.test/shell:1";
+/// The e2e crate's `e2e-api-probe` binary.
+pub const API_PROBE_IMAGE: &str = "e2e.test/api-probe:1";
 
 /// The shared control plane with cert-manager's CRDs installed and its controller running.
 pub async fn shared_with_cert_manager() -> &'static ControlPlane {

@@ -66,8 +66,8 @@ async fn controllers_run() {
     )
     .await;
 
-    // Deployment controller -> ReplicaSet; ReplicaSet controller -> Pods (Pending: there
-    // are no nodes, which is all the API server needs).
+    // Deployment controller -> ReplicaSet; ReplicaSet controller -> Pods (their image is not
+    // in the test kubelet's map, so they wait with ErrImagePull; that is all this needs).
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": { "name": "web" },
         "spec": {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use e2e::ControlPlane;
 
 /// True while `pid` exists and is not a zombie.
-fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // The state follows the parenthesised command name.
@@ -22,7 +22,7 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-fn wait_all_gone(pids: &[u32], timeout: Duration) {
+pub fn wait_all_gone(pids: &[u32], timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while pids.iter().any(|&p| alive(p)) {
         if Instant::now() >= deadline {
@@ -37,7 +37,7 @@ fn wait_all_gone(pids: &[u32], timeout: Duration) {
 }
 
 /// The children of `parent`, from /proc.
-fn children_of(parent: u32) -> Vec<u32> {
+pub fn children_of(parent: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -102,11 +102,11 @@ fn a_panicking_test_stops_its_control_plane() {
     assert!(!dir.exists(), "{} was not removed", dir.display());
 }
 
-/// Runs `e2e up`, waits until it is ready, and returns it with its children's pids and its
+/// Runs `e2e up --foreground`, waits until it is ready, and returns it with its children's pids and its
 /// directory.
 fn start_cli() -> (std::process::Child, Vec<u32>, PathBuf) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_e2e"))
-        .arg("up")
+        .args(["up", "--foreground"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
