@@ -29,16 +29,24 @@ pub enum Component {
     Kubectl,
     /// cert-manager's controller (`cmd/controller`); its CRDs are cached beside it in `crds/`.
     CertManagerController,
+    /// drand's Go node (`cmd/drand`), the reference implementation the interop tests and the
+    /// side-by-side benchmark run against.
+    Drand,
+    /// `drand-check`, our small Go program that verifies beacons with drand's own client code
+    /// (`e2e/go/drandclient`).
+    DrandCheck,
 }
 
 impl Component {
     /// All components, in the order `e2e build` builds them.
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 7] = [
         Component::Etcd,
         Component::KubeApiserver,
         Component::KubeControllerManager,
         Component::Kubectl,
         Component::CertManagerController,
+        Component::Drand,
+        Component::DrandCheck,
     ];
 
     /// Whether the tests use it (kubectl is only for people).
@@ -54,6 +62,8 @@ impl Component {
             Component::KubeControllerManager => "kube-controller-manager",
             Component::Kubectl => "kubectl",
             Component::CertManagerController => "cert-manager-controller",
+            Component::Drand => "drand",
+            Component::DrandCheck => "drand-check",
         }
     }
 
@@ -65,6 +75,8 @@ impl Component {
                 "k8s"
             }
             Component::CertManagerController => "certmanager",
+            Component::Drand => "drand",
+            Component::DrandCheck => "drandclient",
         }
     }
 
@@ -78,6 +90,9 @@ impl Component {
             Component::CertManagerController => {
                 "github.com/cert-manager/cert-manager/cmd/controller"
             }
+            Component::Drand => "github.com/drand/drand/v2/cmd/drand",
+            // Our own main package, the module's root.
+            Component::DrandCheck => ".",
         }
     }
 
@@ -89,6 +104,8 @@ impl Component {
                 "k8s.io/kubernetes"
             }
             Component::CertManagerController => "github.com/cert-manager/cert-manager",
+            Component::Drand => "github.com/drand/drand/v2",
+            Component::DrandCheck => "github.com/drand/go-clients",
         }
     }
 
@@ -194,7 +211,17 @@ fn find_go(
 pub fn build_dir(component: Component) -> Result<PathBuf> {
     let dir = component.module_dir();
     let mut hash = Sha256::new();
-    for file in ["go.mod", "go.sum"] {
+    // A module holding Go code of ours (drand-check) is keyed by that code too; the modules
+    // that only pin upstream programs have none, so their keys stay as they were.
+    let mut files = vec!["go.mod".to_string(), "go.sum".to_string()];
+    let mut sources: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(Error::io("cannot list the Go module", &dir))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".go"))
+        .collect();
+    sources.sort();
+    files.extend(sources);
+    for file in &files {
         let path = dir.join(file);
         let bytes = std::fs::read(&path).map_err(Error::io("cannot read the Go module", &path))?;
         hash.update(file.as_bytes());

@@ -69,6 +69,17 @@ impl ManagedProcess {
         args: &[String],
         log: &Path,
     ) -> Result<ManagedProcess> {
+        Self::spawn_with_env(name, program, args, &[], log)
+    }
+
+    /// [`ManagedProcess::spawn`] with extra environment variables.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> Result<ManagedProcess> {
         let out = File::options()
             .create(true)
             .append(true)
@@ -80,6 +91,7 @@ impl ManagedProcess {
         let mut command = Command::new(program);
         command
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
