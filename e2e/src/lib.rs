@@ -5,6 +5,8 @@
 //! - [`binaries`]: builds and caches the Go binaries (`e2e/go/*`).
 //! - [`controlplane`]: starts and stops a control plane; [`ControlPlane`].
 //! - [`certmanager`]: installs cert-manager's CRDs and runs its controller.
+//! - [`interop`]: drand's Go node beside ours: drand networks, mixed networks, their
+//!   ceremonies, and drand's client code checking our beacons.
 //!
 //! See `e2e/README.md` for versions, cache location and measured times.
 
@@ -12,6 +14,7 @@ pub mod binaries;
 pub mod certmanager;
 pub mod controlplane;
 pub mod error;
+pub mod interop;
 pub mod pki;
 pub mod process;
 

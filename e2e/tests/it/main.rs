@@ -8,6 +8,7 @@ mod cert_manager;
 mod common;
 mod controller_manager;
 mod crd_validation;
+mod drand_interop;
 mod lifecycle;
 mod rbac;
 mod server_side_apply;
