@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use beacon_core::chain::{ChainInfo, PublishedBeacon};
-use e2e::interop::network::{Ceremony, Kind, Network};
+use e2e::interop::network::{Ceremony, Kind, Member, Network};
 use e2e::interop::nodebin::beacon_node_binary;
 use e2e::interop::tools::{drand_check, GoTools, Unavailable};
 use e2e::interop::{http, CliOutput};
@@ -323,6 +323,68 @@ fn mixed_network_led_by_ours_produces_beacons() {
     let info = same_verified_chain(&net, &all, 1..=4);
     drand_client_verifies(&net, 2, &info.hash_hex(), 1, 4);
     our_cli_verifies(&net, 1, 1..=4);
+    drand_operator_tools_see_every_member(&net, 1);
+}
+
+/// What a drand operator runs against the group from drand node `i`: `drand util check` of
+/// every member's address (gRPC health over TLS) and of the group file (every member's
+/// identity), and `drand util remote-status` (every member's `Protocol.Status`, in which each
+/// checks that it reaches the others).
+fn drand_operator_tools_see_every_member(net: &Network, i: usize) {
+    let Member::Drand(d) = &net.members[i] else {
+        panic!("member {i} is not a drand node");
+    };
+    let addresses: Vec<String> = net.members.iter().map(|m| m.address()).collect();
+    let mut args = vec!["util", "check", "--verbose"];
+    args.extend(addresses.iter().map(String::as_str));
+    let out = d.cli(&args).expect("drand util check");
+    assert_eq!(
+        out.code,
+        0,
+        "drand util check of every member: {}",
+        out.all()
+    );
+    let group = d.group_file().display().to_string();
+    let out = d
+        .cli(&["util", "check", "--verbose", "--group", &group])
+        .expect("drand util check --group");
+    assert_eq!(out.code, 0, "drand util check --group: {}", out.all());
+    for a in &addresses {
+        assert!(
+            out.stdout.contains(&format!("id {a} answers correctly")),
+            "{}",
+            out.all()
+        );
+    }
+    // Every member's `Protocol.Status`, each with its own connectivity check of the others.
+    let control = d.control.to_string();
+    let out = d
+        .cli(&["util", "remote-status", "--control", &control, "--json"])
+        .expect("drand util remote-status");
+    assert_eq!(out.code, 0, "drand util remote-status: {}", out.all());
+    let statuses: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.all()));
+    for (j, m) in net.members.iter().enumerate().filter(|(j, _)| *j != i) {
+        let status = &statuses[m.address()];
+        assert!(
+            status.is_object(),
+            "no status from {}: {}",
+            m.name(),
+            out.all()
+        );
+        for (k, other) in net.members.iter().enumerate() {
+            if k != i && k != j {
+                assert_eq!(
+                    status["connections"][other.address()],
+                    serde_json::Value::Bool(true),
+                    "{} does not see {} in its status: {}",
+                    m.name(),
+                    other.name(),
+                    out.all()
+                );
+            }
+        }
+    }
 }
 
 /// drand leads; our only member is stopped for a few rounds, so that when it comes back the
