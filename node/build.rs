@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/dkg/dkg.proto",
         "proto/dkg/dkg_public.proto",
         "proto/control/control.proto",
+        "proto/grpc/health/v1/health.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

@@ -32,17 +32,25 @@ pub enum Component {
     CertManagerController,
     /// helm, which the chart tests run against charts/beacon-operator.
     Helm,
+    /// drand's Go node (`cmd/drand`), the reference implementation the interop tests and the
+    /// side-by-side benchmark run against.
+    Drand,
+    /// `drand-check`, our small Go program that verifies beacons with drand's own client code
+    /// (`e2e/go/drandclient`).
+    DrandCheck,
 }
 
 impl Component {
     /// All components, in the order `e2e build` builds them.
-    pub const ALL: [Component; 6] = [
+    pub const ALL: [Component; 8] = [
         Component::Etcd,
         Component::KubeApiserver,
         Component::KubeControllerManager,
         Component::Kubectl,
         Component::CertManagerController,
         Component::Helm,
+        Component::Drand,
+        Component::DrandCheck,
     ];
 
     /// Whether the tests use it (kubectl is only for people).
@@ -59,6 +67,8 @@ impl Component {
             Component::Kubectl => "kubectl",
             Component::CertManagerController => "cert-manager-controller",
             Component::Helm => "helm",
+            Component::Drand => "drand",
+            Component::DrandCheck => "drand-check",
         }
     }
 
@@ -71,6 +81,8 @@ impl Component {
             }
             Component::CertManagerController => "certmanager",
             Component::Helm => "helm",
+            Component::Drand => "drand",
+            Component::DrandCheck => "drandclient",
         }
     }
 
@@ -85,6 +97,9 @@ impl Component {
                 "github.com/cert-manager/cert-manager/cmd/controller"
             }
             Component::Helm => "helm.sh/helm/v3/cmd/helm",
+            Component::Drand => "github.com/drand/drand/v2/cmd/drand",
+            // Our own main package, the module's root.
+            Component::DrandCheck => ".",
         }
     }
 
@@ -97,6 +112,8 @@ impl Component {
             }
             Component::CertManagerController => "github.com/cert-manager/cert-manager",
             Component::Helm => "helm.sh/helm/v3",
+            Component::Drand => "github.com/drand/drand/v2",
+            Component::DrandCheck => "github.com/drand/go-clients",
         }
     }
 
@@ -149,7 +166,10 @@ impl Component {
                     ));
                 }
             }
-            Component::Etcd | Component::CertManagerController => {}
+            Component::Etcd
+            | Component::CertManagerController
+            | Component::Drand
+            | Component::DrandCheck => {}
         }
         Ok(flags)
     }
@@ -270,7 +290,17 @@ fn find_go(
 pub fn build_dir(component: Component) -> Result<PathBuf> {
     let dir = component.module_dir();
     let mut hash = Sha256::new();
-    for file in ["go.mod", "go.sum"] {
+    // A module holding Go code of ours (drand-check) is keyed by that code too; the modules
+    // that only pin upstream programs have none, so their keys stay as they were.
+    let mut files = vec!["go.mod".to_string(), "go.sum".to_string()];
+    let mut sources: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(Error::io("cannot list the Go module", &dir))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".go"))
+        .collect();
+    sources.sort();
+    files.extend(sources);
+    for file in &files {
         let path = dir.join(file);
         let bytes = std::fs::read(&path).map_err(Error::io("cannot read the Go module", &path))?;
         hash.update(file.as_bytes());

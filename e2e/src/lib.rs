@@ -8,6 +8,8 @@
 //! - [`helm`]: runs the `helm` built from its Go module against `charts/beacon-operator`.
 //! - [`podnet`]: a bridge and a network namespace per pod; [`kubelet`]: the test kubelet,
 //!   a fixture that runs pods as local processes of the workspace's binaries.
+//! - [`interop`]: drand's Go node beside ours: drand networks, mixed networks, their
+//!   ceremonies, and drand's client code checking our beacons.
 //!
 //! See `e2e/README.md` for versions, cache location and measured times.
 
@@ -16,6 +18,7 @@ pub mod certmanager;
 pub mod controlplane;
 pub mod error;
 pub mod helm;
+pub mod interop;
 pub mod kubelet;
 pub mod lock;
 pub mod pki;

@@ -69,8 +69,19 @@ impl ManagedProcess {
         args: &[String],
         log: &Path,
     ) -> Result<ManagedProcess> {
+        Self::spawn_with_env(name, program, args, &[], log)
+    }
+
+    /// [`ManagedProcess::spawn`] with extra environment variables.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> Result<ManagedProcess> {
         let mut command = Command::new(program);
-        command.args(args);
+        command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
         Self::spawn_command(name, command, log, || Ok(()))
     }
 

@@ -27,6 +27,7 @@ use crate::net::proto::control::control_server::ControlServer;
 use crate::net::proto::dkg::dkg_public_server::DkgPublicServer;
 use crate::net::proto::drand::protocol_server::ProtocolServer;
 use crate::net::proto::drand::public_server::PublicServer;
+use crate::net::proto::health::health_server::HealthServer;
 use crate::net::server::{NodeIdentity, Services};
 use crate::net::tls::{ClientAuth, ReloadingTls, TlsError, TlsFiles};
 use crate::net::version::Version;
@@ -394,6 +395,7 @@ impl Daemon {
             identity,
             chain: chain.clone(),
             metrics: metrics.clone(),
+            peers: peers.clone(),
         });
         let dkg_public = DkgPublicService {
             handle: dkg.clone(),
@@ -411,6 +413,7 @@ impl Daemon {
                 .add_service(ProtocolServer::new(services.clone()))
                 .add_service(PublicServer::new(services))
                 .add_service(DkgPublicServer::new(dkg_public).max_decoding_message_size(16 << 20))
+                .add_service(HealthServer::new(crate::net::health::HealthService))
                 .serve_with_incoming_shutdown(stream, async move {
                     let _ = stop.changed().await;
                 })

@@ -11,6 +11,7 @@ mod chart_dashboard;
 mod common;
 mod controller_manager;
 mod crd_validation;
+mod drand_interop;
 mod kubelet_lifecycle;
 mod kubelet_pods;
 mod kubelet_statefulset;

@@ -1,6 +1,7 @@
 //! The peer network: drand v2's gRPC services over TLS, the version handshake, peer clients.
 
 pub mod client;
+pub mod health;
 pub mod listener;
 pub mod pki;
 pub mod server;
@@ -19,5 +20,8 @@ pub mod proto {
     }
     pub mod control {
         tonic::include_proto!("beacon.control");
+    }
+    pub mod health {
+        tonic::include_proto!("grpc.health.v1");
     }
 }

@@ -10,6 +10,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use super::client::PeerClients;
 use super::listener::PeerInfo;
 use super::proto::drand::protocol_server::Protocol;
 use super::proto::drand::public_server::Public;
@@ -19,6 +20,9 @@ use super::proto::drand::{
     Metadata, PartialBeaconPacket, PublicRandRequest, PublicRandResponse, StatusRequest,
     StatusResponse, SyncRequest,
 };
+use super::proto::health::health_check_response::ServingStatus;
+use super::proto::health::health_client::HealthClient;
+use super::proto::health::HealthCheckRequest;
 use super::version::{self, Version};
 use super::wire;
 use crate::chain::runtime::ChainRuntime;
@@ -40,7 +44,12 @@ pub struct Services {
     pub identity: NodeIdentity,
     pub chain: ChainSlot,
     pub metrics: Arc<NodeMetrics>,
+    /// For `Status`'s connectivity check of other members.
+    pub peers: Arc<PeerClients>,
 }
+
+/// How long a member has to answer the connectivity check of `Status` (drand: 3 s).
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 type BeaconStream = Pin<Box<dyn Stream<Item = Result<BeaconPacket, Status>> + Send>>;
 type RandStream = Pin<Box<dyn Stream<Item = Result<PublicRandResponse, Status>> + Send>>;
@@ -73,6 +82,52 @@ impl Services {
             beacon_id: rt.map(|r| r.info().beacon_id.clone()).unwrap_or_default(),
             chain_hash: rt.map(|r| r.info().hash().to_vec()).unwrap_or_default(),
         }
+    }
+
+    /// Whether the member at `address` answers the gRPC health check (over TLS), as drand's
+    /// `Status` checks the addresses it is asked about.
+    async fn reachable(&self, address: &str) -> bool {
+        let Ok(channel) = self.peers.channel(address) else {
+            return false;
+        };
+        let mut client = HealthClient::new(channel);
+        let check = client.check(HealthCheckRequest {
+            service: String::new(),
+        });
+        match tokio::time::timeout(HEALTH_TIMEOUT, check).await {
+            Ok(Ok(r)) => r.into_inner().status == ServingStatus::Serving as i32,
+            _ => {
+                self.peers.reset(address);
+                false
+            }
+        }
+    }
+
+    /// drand's `Status` connectivity check: the addresses asked about, or every other member
+    /// when the list names only this node; never this node itself.
+    async fn connections(
+        &self,
+        rt: Option<&ChainRuntime>,
+        asked: &[String],
+    ) -> std::collections::HashMap<String, bool> {
+        let me = &self.identity.address;
+        let mut targets: Vec<String> = asked.iter().filter(|a| !a.is_empty()).cloned().collect();
+        if let (Some(rt), [only]) = (rt, targets.as_slice()) {
+            if only == me {
+                targets = rt.peers().map(|m| m.address.clone()).collect();
+            }
+        }
+        targets.retain(|a| a != me);
+        targets.sort();
+        targets.dedup();
+        let checks = targets.into_iter().map(|a| async move {
+            let ok = self.reachable(&a).await;
+            (a, ok)
+        });
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .collect()
     }
 
     /// Stored beacons from `from`, then new ones as they are stored, until the receiver goes.
@@ -189,6 +244,13 @@ impl Protocol for Arc<Services> {
     ) -> Result<Response<StatusResponse>, Status> {
         self.check_version(&peer_of(&req), req.get_ref().metadata.as_ref())?;
         let rt = current(&self.chain);
+        let asked: Vec<String> = req
+            .get_ref()
+            .check_conn
+            .iter()
+            .map(|a| a.address.clone())
+            .collect();
+        let connections = self.connections(rt.as_deref(), &asked).await;
         let store = rt.as_ref().map(|rt| ChainStoreStatus {
             is_empty: rt.last_round() == 0,
             last_stored: rt.last_round(),
@@ -207,7 +269,7 @@ impl Protocol for Arc<Services> {
                 is_serving: rt.is_some(),
             }),
             chain_store: store,
-            connections: Default::default(),
+            connections,
         }))
     }
 }
