@@ -29,13 +29,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::convert;
 use super::file::{DkgFile, DkgFileError};
 use super::status::StatusDoc;
-use super::wire;
 use crate::daemon::Membership;
 use crate::keys::KeyStore;
 use crate::net::client::{PeerClients, CALL_TIMEOUT};
 use crate::net::proto::dkg as pb;
 use crate::net::proto::drand::Metadata;
 use crate::net::version::Version;
+use crate::net::wire::dkg as wire;
 
 /// How many sends may wait in the outbox; beyond it the oldest are dropped (and logged).
 const OUTBOX_LIMIT: usize = 4096;
