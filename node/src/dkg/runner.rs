@@ -190,6 +190,10 @@ struct Outgoing {
     in_flight: bool,
     /// A proposal: its delivery goes into the status.
     report: bool,
+    /// A DKG bundle: the execution (epoch, kickoff) it belongs to. Every execution of an epoch
+    /// has the same session id (drand's nonce is sha256(epoch)), so a bundle of a failed one
+    /// that reached the next attempt would pass for a second, different deal of its dealer.
+    execution: Option<(u32, Timestamp)>,
 }
 
 pub struct Runner {
@@ -235,13 +239,20 @@ impl Runner {
     ) -> Result<(DkgHandle, tokio::task::JoinHandle<()>), RunnerError> {
         let file = DkgFile::in_dir(&config.dir);
         let store = file.load(&config.beacon_id)?;
-        if store.current().state == Status::Executing {
+        let interrupted = store.current().state == Status::Executing;
+        let mut ceremony = Ceremony::new(config.identity.clone(), store);
+        if interrupted {
+            // Left Executing, this node would refuse every new proposal until the window
+            // closes (Executing cannot become Proposed), and the others finish without it or
+            // fail on their own timers anyway.
+            let epoch = ceremony.store().current().epoch;
+            ceremony.execution_finished(Err(DkgError::Interrupted), now())?;
+            file.save(ceremony.store())?;
             tracing::warn!(
-                epoch = store.current().epoch,
-                "the node stopped during a DKG execution, which cannot resume; the ceremony times out at the end of its window unless the others finish without this node"
+                epoch,
+                "the node stopped during a DKG execution, which cannot resume: this node's execution is Failed; the others finish without it if enough remain, and a new proposal can follow"
             );
         }
-        let ceremony = Ceremony::new(config.identity.clone(), store);
         let (tx, rx) = mpsc::channel(4096);
         let runner = Runner {
             config,
@@ -442,6 +453,7 @@ impl Runner {
         let epoch = self.ceremony.store().current().epoch;
         match DkgProtocol::new(config, &mut rand::rngs::OsRng) {
             Ok((protocol, held)) => {
+                self.drop_bundles(|of| of != (epoch, kickoff));
                 tracing::info!(
                     epoch,
                     index = protocol.index(),
@@ -471,8 +483,18 @@ impl Runner {
 
     fn on_bundle(&mut self, bundle: Bundle) {
         let Some(exec) = self.execution.as_mut() else {
-            if self.early.len() < EARLY_BUNDLES_LIMIT {
+            // Only a ceremony on its way to an execution can get bundles before it sets one up;
+            // in any other state they belong to an execution that is over.
+            let state = self.ceremony.store().current().state;
+            let expecting = matches!(
+                state,
+                Status::Proposing | Status::Accepted | Status::Joined | Status::Executing
+            );
+            if expecting && self.early.len() < EARLY_BUNDLES_LIMIT {
                 self.early.push(bundle);
+            } else if !expecting {
+                self.early.clear();
+                tracing::debug!(state = %state, "DKG bundle dropped: no execution is coming");
             }
             return;
         };
@@ -514,6 +536,7 @@ impl Runner {
             )),
         };
         let what = Arc::new(Outbound::Bundle(packet));
+        let execution = Some((exec.epoch, exec.kickoff));
         let until_end = until(exec.kickoff.plus_seconds(3 * PHASE_TIMEOUT_SECONDS));
         let to: Vec<String> = exec
             .participants
@@ -523,11 +546,20 @@ impl Runner {
             .collect();
         for addr in to {
             self.enqueue(&addr, what.clone(), "dkg bundle", until_end, false);
+            if let Some(o) = self.outbox.back_mut() {
+                o.execution = execution;
+            }
         }
     }
 
     fn finish(&mut self, outcome: Result<beacon_core::dkg::protocol::DkgResult, DkgError>) {
-        self.execution = None;
+        let ended = self.execution.take().map(|e| (e.epoch, e.kickoff));
+        if outcome.is_err() {
+            // Nobody can use a failed execution's bundles, and a retry of the same epoch would
+            // take them for its own. A completed one's keep going: a member that missed one
+            // still needs it to finish.
+            self.drop_bundles(|of| Some(of) == ended);
+        }
         // Echoes of this execution still arrive for a while; they must not wait for the next
         // one (the protocol would refuse them as another session's anyway).
         self.early.clear();
@@ -599,7 +631,19 @@ impl Runner {
             give_up_at: now + window.max(Duration::from_secs(5)),
             in_flight: false,
             report,
+            execution: None,
         });
+    }
+
+    /// Removes the queued (not in-flight) sends of DKG bundles whose execution matches.
+    fn drop_bundles(&mut self, of: impl Fn((u32, Timestamp)) -> bool) {
+        let before = self.outbox.len();
+        self.outbox
+            .retain(|o| o.in_flight || !o.execution.is_some_and(&of));
+        let dropped = before - self.outbox.len();
+        if dropped > 0 {
+            tracing::debug!(dropped, "queued DKG bundles of an ended execution dropped");
+        }
     }
 
     fn on_delivered(&mut self, id: u64, result: Result<(), String>) {
@@ -685,6 +729,15 @@ impl Runner {
 
     fn send_due(&mut self) {
         let now_i = Instant::now();
+        // A retry that comes due after its window would deliver a packet nobody may take any
+        // more (a bundle of an execution that is over, to a member that restarted meanwhile).
+        self.outbox.retain(|o| {
+            let expired = !o.in_flight && now_i >= o.give_up_at;
+            if expired {
+                tracing::warn!(to = %o.to, kind = o.kind, attempts = o.attempts, "cannot reach a ceremony member; its window is over, giving up");
+            }
+            !expired
+        });
         for o in self.outbox.iter_mut() {
             if o.in_flight || o.next_at > now_i {
                 continue;
