@@ -4,7 +4,7 @@
 //! reaches it as an event on one channel (control commands, gossip packets, DKG bundles,
 //! delivery reports) or from its clock tick, so the state machines see one event at a time, as
 //! in the tests of the core. After every change the ceremony state is written to disk before the
-//! answer goes out.
+//! answer goes out; delivery reports, which only inform `dkg status`, are written once per tick.
 //!
 //! Sending is an outbox: every packet to every recipient is retried with back-off until it is
 //! delivered or its ceremony's window closes, so a member whose node is down while the proposal
@@ -205,6 +205,9 @@ pub struct Runner {
     outbox: VecDeque<Outgoing>,
     next_id: u64,
     events: mpsc::Sender<Event>,
+    /// Delivery reports not yet on disk: they only inform `dkg status`, so they are written
+    /// once per tick instead of once per report (a proposal to n members makes n of them).
+    unsaved_deliveries: bool,
 }
 
 pub fn now() -> Timestamp {
@@ -263,6 +266,7 @@ impl Runner {
             outbox: VecDeque::new(),
             next_id: 0,
             events: tx.clone(),
+            unsaved_deliveries: false,
         };
         let task = tokio::spawn(runner.run(rx, shutdown));
         Ok((DkgHandle { tx }, task))
@@ -283,8 +287,10 @@ impl Runner {
         }
     }
 
-    fn persist(&self) -> Result<(), DkgFileError> {
-        self.file.save(self.ceremony.store())
+    fn persist(&mut self) -> Result<(), DkgFileError> {
+        self.file.save(self.ceremony.store())?;
+        self.unsaved_deliveries = false;
+        Ok(())
     }
 
     fn outcome(&self) -> CommandOutcome {
@@ -674,9 +680,7 @@ impl Runner {
         }
         if report {
             self.ceremony.record_delivery(&to, result, now());
-            if let Err(e) = self.persist() {
-                tracing::error!(error = %e, "cannot save the ceremony state");
-            }
+            self.unsaved_deliveries = true;
         }
     }
 
@@ -690,6 +694,11 @@ impl Runner {
             }
         }
         self.drive_execution(t);
+        if self.unsaved_deliveries {
+            if let Err(e) = self.persist() {
+                tracing::error!(error = %e, "cannot save the ceremony state");
+            }
+        }
         self.send_due();
     }
 
