@@ -8,4 +8,3 @@ pub mod file;
 pub mod public;
 pub mod runner;
 pub mod status;
-pub mod wire;

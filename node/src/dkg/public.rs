@@ -6,11 +6,11 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::runner::DkgHandle;
-use super::wire;
 use crate::metrics::NodeMetrics;
 use crate::net::proto::dkg::dkg_public_server::DkgPublic;
 use crate::net::proto::dkg::{DkgPacket, EmptyDkgResponse, GossipPacket};
 use crate::net::version::{self, Version};
+use crate::net::wire::dkg as wire;
 
 pub struct DkgPublicService {
     pub handle: DkgHandle,

@@ -4,7 +4,7 @@
 //! reaches it as an event on one channel (control commands, gossip packets, DKG bundles,
 //! delivery reports) or from its clock tick, so the state machines see one event at a time, as
 //! in the tests of the core. After every change the ceremony state is written to disk before the
-//! answer goes out.
+//! answer goes out; delivery reports, which only inform `dkg status`, are written once per tick.
 //!
 //! Sending is an outbox: every packet to every recipient is retried with back-off until it is
 //! delivered or its ceremony's window closes, so a member whose node is down while the proposal
@@ -29,13 +29,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::convert;
 use super::file::{DkgFile, DkgFileError};
 use super::status::StatusDoc;
-use super::wire;
 use crate::daemon::Membership;
 use crate::keys::KeyStore;
 use crate::net::client::{PeerClients, CALL_TIMEOUT};
 use crate::net::proto::dkg as pb;
 use crate::net::proto::drand::Metadata;
 use crate::net::version::Version;
+use crate::net::wire::dkg as wire;
 
 /// How many sends may wait in the outbox; beyond it the oldest are dropped (and logged).
 const OUTBOX_LIMIT: usize = 4096;
@@ -190,6 +190,10 @@ struct Outgoing {
     in_flight: bool,
     /// A proposal: its delivery goes into the status.
     report: bool,
+    /// A DKG bundle: the execution (epoch, kickoff) it belongs to. Every execution of an epoch
+    /// has the same session id (drand's nonce is sha256(epoch)), so a bundle of a failed one
+    /// that reached the next attempt would pass for a second, different deal of its dealer.
+    execution: Option<(u32, Timestamp)>,
 }
 
 pub struct Runner {
@@ -201,6 +205,9 @@ pub struct Runner {
     outbox: VecDeque<Outgoing>,
     next_id: u64,
     events: mpsc::Sender<Event>,
+    /// Delivery reports not yet on disk: they only inform `dkg status`, so they are written
+    /// once per tick instead of once per report (a proposal to n members makes n of them).
+    unsaved_deliveries: bool,
 }
 
 pub fn now() -> Timestamp {
@@ -235,13 +242,20 @@ impl Runner {
     ) -> Result<(DkgHandle, tokio::task::JoinHandle<()>), RunnerError> {
         let file = DkgFile::in_dir(&config.dir);
         let store = file.load(&config.beacon_id)?;
-        if store.current().state == Status::Executing {
+        let interrupted = store.current().state == Status::Executing;
+        let mut ceremony = Ceremony::new(config.identity.clone(), store);
+        if interrupted {
+            // Left Executing, this node would refuse every new proposal until the window
+            // closes (Executing cannot become Proposed), and the others finish without it or
+            // fail on their own timers anyway.
+            let epoch = ceremony.store().current().epoch;
+            ceremony.execution_finished(Err(DkgError::Interrupted), now())?;
+            file.save(ceremony.store())?;
             tracing::warn!(
-                epoch = store.current().epoch,
-                "the node stopped during a DKG execution, which cannot resume; the ceremony times out at the end of its window unless the others finish without this node"
+                epoch,
+                "the node stopped during a DKG execution, which cannot resume: this node's execution is Failed; the others finish without it if enough remain, and a new proposal can follow"
             );
         }
-        let ceremony = Ceremony::new(config.identity.clone(), store);
         let (tx, rx) = mpsc::channel(4096);
         let runner = Runner {
             config,
@@ -252,6 +266,7 @@ impl Runner {
             outbox: VecDeque::new(),
             next_id: 0,
             events: tx.clone(),
+            unsaved_deliveries: false,
         };
         let task = tokio::spawn(runner.run(rx, shutdown));
         Ok((DkgHandle { tx }, task))
@@ -272,8 +287,10 @@ impl Runner {
         }
     }
 
-    fn persist(&self) -> Result<(), DkgFileError> {
-        self.file.save(self.ceremony.store())
+    fn persist(&mut self) -> Result<(), DkgFileError> {
+        self.file.save(self.ceremony.store())?;
+        self.unsaved_deliveries = false;
+        Ok(())
     }
 
     fn outcome(&self) -> CommandOutcome {
@@ -442,6 +459,7 @@ impl Runner {
         let epoch = self.ceremony.store().current().epoch;
         match DkgProtocol::new(config, &mut rand::rngs::OsRng) {
             Ok((protocol, held)) => {
+                self.drop_bundles(|of| of != (epoch, kickoff));
                 tracing::info!(
                     epoch,
                     index = protocol.index(),
@@ -471,8 +489,18 @@ impl Runner {
 
     fn on_bundle(&mut self, bundle: Bundle) {
         let Some(exec) = self.execution.as_mut() else {
-            if self.early.len() < EARLY_BUNDLES_LIMIT {
+            // Only a ceremony on its way to an execution can get bundles before it sets one up;
+            // in any other state they belong to an execution that is over.
+            let state = self.ceremony.store().current().state;
+            let expecting = matches!(
+                state,
+                Status::Proposing | Status::Accepted | Status::Joined | Status::Executing
+            );
+            if expecting && self.early.len() < EARLY_BUNDLES_LIMIT {
                 self.early.push(bundle);
+            } else if !expecting {
+                self.early.clear();
+                tracing::debug!(state = %state, "DKG bundle dropped: no execution is coming");
             }
             return;
         };
@@ -514,6 +542,7 @@ impl Runner {
             )),
         };
         let what = Arc::new(Outbound::Bundle(packet));
+        let execution = Some((exec.epoch, exec.kickoff));
         let until_end = until(exec.kickoff.plus_seconds(3 * PHASE_TIMEOUT_SECONDS));
         let to: Vec<String> = exec
             .participants
@@ -523,11 +552,20 @@ impl Runner {
             .collect();
         for addr in to {
             self.enqueue(&addr, what.clone(), "dkg bundle", until_end, false);
+            if let Some(o) = self.outbox.back_mut() {
+                o.execution = execution;
+            }
         }
     }
 
     fn finish(&mut self, outcome: Result<beacon_core::dkg::protocol::DkgResult, DkgError>) {
-        self.execution = None;
+        let ended = self.execution.take().map(|e| (e.epoch, e.kickoff));
+        if outcome.is_err() {
+            // Nobody can use a failed execution's bundles, and a retry of the same epoch would
+            // take them for its own. A completed one's keep going: a member that missed one
+            // still needs it to finish.
+            self.drop_bundles(|of| Some(of) == ended);
+        }
         // Echoes of this execution still arrive for a while; they must not wait for the next
         // one (the protocol would refuse them as another session's anyway).
         self.early.clear();
@@ -599,7 +637,19 @@ impl Runner {
             give_up_at: now + window.max(Duration::from_secs(5)),
             in_flight: false,
             report,
+            execution: None,
         });
+    }
+
+    /// Removes the queued (not in-flight) sends of DKG bundles whose execution matches.
+    fn drop_bundles(&mut self, of: impl Fn((u32, Timestamp)) -> bool) {
+        let before = self.outbox.len();
+        self.outbox
+            .retain(|o| o.in_flight || !o.execution.is_some_and(&of));
+        let dropped = before - self.outbox.len();
+        if dropped > 0 {
+            tracing::debug!(dropped, "queued DKG bundles of an ended execution dropped");
+        }
     }
 
     fn on_delivered(&mut self, id: u64, result: Result<(), String>) {
@@ -630,9 +680,7 @@ impl Runner {
         }
         if report {
             self.ceremony.record_delivery(&to, result, now());
-            if let Err(e) = self.persist() {
-                tracing::error!(error = %e, "cannot save the ceremony state");
-            }
+            self.unsaved_deliveries = true;
         }
     }
 
@@ -646,6 +694,11 @@ impl Runner {
             }
         }
         self.drive_execution(t);
+        if self.unsaved_deliveries {
+            if let Err(e) = self.persist() {
+                tracing::error!(error = %e, "cannot save the ceremony state");
+            }
+        }
         self.send_due();
     }
 
@@ -685,6 +738,15 @@ impl Runner {
 
     fn send_due(&mut self) {
         let now_i = Instant::now();
+        // A retry that comes due after its window would deliver a packet nobody may take any
+        // more (a bundle of an execution that is over, to a member that restarted meanwhile).
+        self.outbox.retain(|o| {
+            let expired = !o.in_flight && now_i >= o.give_up_at;
+            if expired {
+                tracing::warn!(to = %o.to, kind = o.kind, attempts = o.attempts, "cannot reach a ceremony member; its window is over, giving up");
+            }
+            !expired
+        });
         for o in self.outbox.iter_mut() {
             if o.in_flight || o.next_at > now_i {
                 continue;

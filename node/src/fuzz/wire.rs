@@ -16,7 +16,12 @@
 //!   verifies under it only if it carries that chain's key and scheme;
 //! - an `IdentityResponse` that converts has a valid self-signature, so its key is one of the
 //!   seeds' keys (nobody can sign for another key), and re-encodes to the same identity;
-//! - the version gate accepts a request exactly when it carries no version or a compatible one.
+//! - the version gate accepts a request exactly when it carries no version or a compatible one;
+//! - a dkg `GossipPacket` or `DKGPacket` that converts (`crate::net::wire::dkg`) converts back
+//!   to the same message; a gossip packet whose signature verifies (against the terms it carries,
+//!   for a proposal; the fixture ceremony's terms otherwise) was signed over a message a member
+//!   of that ceremony signed, and a DKG bundle whose signature verifies is one a member made
+//!   (same hash): nobody can sign for another key.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -24,6 +29,14 @@ use std::sync::{Mutex, OnceLock};
 use beacon_core::chain::aggregate::{Aggregator, GroupKeys};
 use beacon_core::chain::{Beacon, ChainInfo, PublishedBeacon};
 use beacon_core::crypto::{PartialSignature, PriPoly, Scalar, Scheme};
+use beacon_core::dkg::bundles::Bundle;
+use beacon_core::dkg::gossip::{
+    message_for_signing, sign_packet, verify_packet, GossipPacket, GossipPayload, ProposalTerms,
+    Timestamp,
+};
+use beacon_core::dkg::participants::{new_dkg_nodes, session_id, Participant};
+use beacon_core::dkg::protocol::{DkgConfig, DkgProtocol, Output};
+use beacon_core::dkg::DkgNode;
 use prost::Message;
 use rand::SeedableRng;
 
@@ -56,6 +69,137 @@ pub struct WireFixture {
     /// partials[r - 1][i]: member i's partial for round r (u16_be(index) || signature).
     pub partials: Vec<Vec<Vec<u8>>>,
     pub identities: Vec<Identity>,
+    pub ceremony: CeremonyFixture,
+}
+
+/// A first ceremony of three fixed keys: its terms, the gossip packets its members signed
+/// (proposal, acceptance, execute, abort) and every bundle of its execution (three deals,
+/// three responses).
+pub struct CeremonyFixture {
+    scheme: Scheme,
+    pub terms: ProposalTerms,
+    pub packets: Vec<GossipPacket>,
+    pub bundles: Vec<Bundle>,
+    nodes: Vec<DkgNode>,
+}
+
+impl CeremonyFixture {
+    fn new(rng: &mut rand::rngs::StdRng) -> CeremonyFixture {
+        let scheme = Scheme::PedersenBlsChained;
+        let pairs: Vec<KeyPair> = (0..3u64)
+            .filter_map(|i| {
+                KeyPair::from_secret(scheme, Scalar::from(0x31 + i), &format!("10.0.1.{i}:4444"))
+                    .ok()
+            })
+            .collect();
+        let joining: Vec<Participant> = pairs
+            .iter()
+            .map(|p| Participant {
+                address: p.identity().address.clone(),
+                key: p.identity().key.to_bytes(),
+                signature: p.identity().signature.to_bytes(),
+            })
+            .collect();
+        let terms = ProposalTerms {
+            beacon_id: "default".into(),
+            epoch: 1,
+            leader: joining.first().cloned().unwrap_or_default(),
+            threshold: 2,
+            timeout: Timestamp::from_unix(1_700_000_600),
+            catchup_period_seconds: 1,
+            beacon_period_seconds: 3,
+            scheme_id: scheme.id().into(),
+            genesis_time: Timestamp::from_unix(1_700_000_100),
+            genesis_seed: Vec::new(),
+            joining: joining.clone(),
+            remaining: Vec::new(),
+            leaving: Vec::new(),
+        };
+        let mut packets = Vec::new();
+        let mut sign = |who: usize, payload: GossipPayload| {
+            let (Some(pair), Some(p)) = (pairs.get(who), joining.get(who)) else {
+                return;
+            };
+            if let Ok(packet) = sign_packet(
+                scheme,
+                pair.secret(),
+                "default",
+                &p.address,
+                payload,
+                &terms,
+            ) {
+                packets.push(packet);
+            }
+        };
+        sign(0, GossipPayload::Proposal(terms.clone()));
+        if let Some(p) = joining.get(1) {
+            sign(
+                1,
+                GossipPayload::Accept {
+                    acceptor: p.clone(),
+                },
+            );
+        }
+        sign(
+            0,
+            GossipPayload::Execute {
+                time: Timestamp::from_unix(1_700_000_050),
+            },
+        );
+        sign(
+            0,
+            GossipPayload::Abort {
+                reason: "fixture".into(),
+            },
+        );
+        let nodes = new_dkg_nodes(scheme, &[], &joining)
+            .map(|(_, n)| n)
+            .unwrap_or_default();
+        // The execution, every bundle delivered to every other member until none is new.
+        let mut protocols = Vec::new();
+        let mut queue: Vec<(usize, Bundle)> = Vec::new();
+        for (i, pair) in pairs.iter().enumerate() {
+            let config = DkgConfig {
+                scheme,
+                longterm: *pair.secret(),
+                new_nodes: nodes.clone(),
+                threshold: 2,
+                session_id: session_id(1),
+                previous: None,
+                echo: false,
+            };
+            if let Ok((p, out)) = DkgProtocol::new(config, rng) {
+                protocols.push(p);
+                queue.extend(out.into_iter().filter_map(|o| match o {
+                    Output::Broadcast(b) => Some((i, b)),
+                    _ => None,
+                }));
+            }
+        }
+        let mut bundles = Vec::new();
+        while let Some((from, b)) = queue.pop() {
+            bundles.push(b.clone());
+            for (to, p) in protocols
+                .iter_mut()
+                .enumerate()
+                .filter(|(to, _)| *to != from)
+            {
+                if let Ok(out) = p.on_bundle(b.clone()) {
+                    queue.extend(out.into_iter().filter_map(|o| match o {
+                        Output::Broadcast(b) => Some((to, b)),
+                        _ => None,
+                    }));
+                }
+            }
+        }
+        CeremonyFixture {
+            scheme,
+            terms,
+            packets,
+            bundles,
+            nodes,
+        }
+    }
 }
 
 impl WireFixture {
@@ -116,7 +260,9 @@ pub fn wire_fixture() -> &'static WireFixture {
         })
         .map(|pair| pair.identity().clone())
         .collect();
+        let ceremony = CeremonyFixture::new(&mut rng);
         WireFixture {
+            ceremony,
             info,
             group: GroupKeys {
                 scheme,
@@ -257,6 +403,17 @@ pub fn wire_seeds() -> Vec<Vec<u8>> {
         }
         .encode_to_vec(),
     );
+    for p in &fx.ceremony.packets {
+        seeds.push(wire::dkg::packet_to(p).encode_to_vec());
+    }
+    for b in &fx.ceremony.bundles {
+        seeds.push(
+            dkg::DkgPacket {
+                dkg: Some(wire::dkg::bundle_to(b, metadata("default", Vec::new()))),
+            }
+            .encode_to_vec(),
+        );
+    }
     seeds
 }
 
@@ -316,10 +473,12 @@ pub fn check_wire_message(data: &[u8]) -> Outcome {
         check_version_gate(r.metadata.as_ref());
     }
     let _ = decode_stable::<ListBeaconIDsRequest>(data, "ListBeaconIDsRequest");
-    // DKG messages: decoded and re-encoded only; this branch does not act on them yet (the
-    // ceremony's network side converts them, and belongs in this target when it lands).
-    let _ = decode_stable::<dkg::GossipPacket>(data, "GossipPacket");
-    let _ = decode_stable::<dkg::DkgPacket>(data, "DKGPacket");
+    if let Some(p) = decode_stable::<dkg::GossipPacket>(data, "GossipPacket") {
+        reach(check_gossip_packet(p));
+    }
+    if let Some(p) = decode_stable::<dkg::DkgPacket>(data, "DKGPacket") {
+        reach(check_dkg_packet(p));
+    }
     outcome
 }
 
@@ -838,4 +997,83 @@ fn mutate_fields(
             WireValue::Fixed32(b) => b[rng.below(4)] ^= 1 << rng.below(8),
         },
     }
+}
+
+/// A gossip packet as `dkg::public` takes it: converted, then its signature checked.
+fn check_gossip_packet(p: dkg::GossipPacket) -> Outcome {
+    let Ok(packet) = wire::dkg::packet_from(p) else {
+        return Outcome::Rejected;
+    };
+    let back = wire::dkg::packet_from(wire::dkg::packet_to(&packet));
+    assert_eq!(
+        back.as_ref(),
+        Ok(&packet),
+        "GossipPacket: converting to the wire and back changed it"
+    );
+    let fx = &wire_fixture().ceremony;
+    if let GossipPayload::Dkg { bundle, .. } = &packet.payload {
+        return check_bundle(bundle);
+    }
+    // A proposal is checked against the terms it creates (drand's order), the others against
+    // the ceremony's.
+    let terms = match &packet.payload {
+        GossipPayload::Proposal(t) => t,
+        _ => &fx.terms,
+    };
+    if verify_packet(fx.scheme, &packet, terms).is_err() {
+        return Outcome::Parsed;
+    }
+    let signed = message_for_signing(&packet.metadata.beacon_id, &packet.payload, terms);
+    let genuine = fx.packets.iter().any(|g| {
+        let terms = match &g.payload {
+            GossipPayload::Proposal(t) => t,
+            _ => &fx.terms,
+        };
+        g.metadata.address == packet.metadata.address
+            && message_for_signing(&g.metadata.beacon_id, &g.payload, terms) == signed
+    });
+    assert!(
+        genuine,
+        "a gossip packet from {} verified over a message no member signed: {packet:?}",
+        packet.metadata.address
+    );
+    Outcome::Verified
+}
+
+/// A DKG bundle as `BroadcastDKG` takes it.
+fn check_dkg_packet(p: dkg::DkgPacket) -> Outcome {
+    let Some(inner) = p.dkg else {
+        return Outcome::Rejected;
+    };
+    let metadata = inner.metadata.clone();
+    let Ok(bundle) = wire::dkg::bundle_from(inner) else {
+        return Outcome::Rejected;
+    };
+    let back = wire::dkg::bundle_from(wire::dkg::bundle_to(&bundle, metadata));
+    assert_eq!(
+        back.as_ref(),
+        Ok(&bundle),
+        "DKGPacket: converting to the wire and back changed it"
+    );
+    check_bundle(&bundle)
+}
+
+/// Only a member can sign a bundle, and only the bundle it made.
+fn check_bundle(bundle: &Bundle) -> Outcome {
+    let fx = &wire_fixture().ceremony;
+    let Some(signer) = fx.nodes.iter().find(|n| n.index == bundle.index()) else {
+        return Outcome::Parsed;
+    };
+    if bundle.verify(&signer.public).is_err() {
+        return Outcome::Parsed;
+    }
+    assert!(
+        fx.bundles
+            .iter()
+            .any(|g| g.kind() == bundle.kind() && g.hash() == bundle.hash()),
+        "a {} bundle of index {} verified but no member made it",
+        bundle.kind(),
+        bundle.index()
+    );
+    Outcome::Verified
 }

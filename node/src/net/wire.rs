@@ -1,10 +1,13 @@
 //! Checked conversions of the drand wire messages this node receives into its own types: what
 //! a message from a peer must satisfy before the node acts on it. The gRPC server, the sync
-//! manager and the store repair go through these, and `crate::fuzz::check_wire_message`
-//! fuzzes them (decode, convert, and the invariants of what converts).
+//! manager and the store repair go through these, the ceremony's network side goes through
+//! [`dkg`] (`dkg.*` gossip packets and DKG bundles), and `crate::fuzz::check_wire_message`
+//! fuzzes both (decode, convert, and the invariants of what converts).
 //!
 //! Nothing here trusts a field: points are decoded and subgroup-checked, hashes recomputed,
 //! signatures verified where the message carries one of its own.
+
+pub mod dkg;
 
 use beacon_core::chain::{Beacon, ChainInfo};
 use beacon_core::crypto::{PointError, Scheme, SchemeError};

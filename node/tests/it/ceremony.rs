@@ -8,13 +8,13 @@ use serde_json::Value;
 
 use crate::netharness::TestNet;
 
-fn status(net: &TestNet, i: usize) -> Value {
+pub(crate) fn status(net: &TestNet, i: usize) -> Value {
     let out = net.ctl_ok(i, &["dkg", "status", "--json"]);
     serde_json::from_str(&out).expect("dkg status --json is JSON")
 }
 
 /// The current state and epoch; empty while the node's control API is not up.
-fn state(net: &TestNet, i: usize) -> (String, u64) {
+pub(crate) fn state(net: &TestNet, i: usize) -> (String, u64) {
     let (code, out, _) = net.ctl(i, &["dkg", "status", "--json"]);
     if code != 0 {
         return (String::new(), 0);
@@ -29,7 +29,7 @@ fn state(net: &TestNet, i: usize) -> (String, u64) {
     )
 }
 
-fn peers(net: &TestNet, ids: &[usize]) -> String {
+pub(crate) fn peers(net: &TestNet, ids: &[usize]) -> String {
     ids.iter()
         .map(|&i| net.nodes[i].peer.to_string())
         .collect::<Vec<_>>()
@@ -39,6 +39,24 @@ fn peers(net: &TestNet, ids: &[usize]) -> String {
 /// Runs the first ceremony led by node 0 with `members` (node 0 among them), and waits until
 /// all are Complete.
 fn first_ceremony(
+    net: &TestNet,
+    members: &[usize],
+    threshold: u32,
+    period: &str,
+    genesis_delay: &str,
+) {
+    propose_first(net, members, threshold, period, genesis_delay);
+    net.ctl_ok(0, &["dkg", "execute"]);
+    for &i in members {
+        net.wait_until("the ceremony to complete", Duration::from_secs(90), || {
+            state(net, i) == ("Complete".to_owned(), 1)
+        });
+    }
+}
+
+/// Node 0 proposes the first ceremony to `members` (itself among them), every other member
+/// joins, and the leader sees that all of them have the proposal: ready for `dkg execute`.
+pub(crate) fn propose_first(
     net: &TestNet,
     members: &[usize],
     threshold: u32,
@@ -85,12 +103,6 @@ fn first_ceremony(
                 .unwrap_or(false)
         },
     );
-    net.ctl_ok(0, &["dkg", "execute"]);
-    for &i in members {
-        net.wait_until("the ceremony to complete", Duration::from_secs(90), || {
-            state(net, i) == ("Complete".to_owned(), 1)
-        });
-    }
 }
 
 #[test]
@@ -181,7 +193,7 @@ fn a_fresh_ceremony_of_seven_nodes_makes_a_chain_that_verifies() {
     );
 }
 
-fn wait_state(net: &TestNet, i: usize, want: &str, epoch: u64, within: Duration) {
+pub(crate) fn wait_state(net: &TestNet, i: usize, want: &str, epoch: u64, within: Duration) {
     let start = std::time::Instant::now();
     while start.elapsed() < within {
         if state(net, i) == (want.to_owned(), epoch) {

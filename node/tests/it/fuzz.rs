@@ -93,9 +93,10 @@ fn every_wire_seed_converts_and_verifies() {
     let seeds = wire_seeds();
     assert!(seeds.len() > 20, "{}", seeds.len());
     let tally = run(check_wire_message, seeds.clone(), seeds.len(), SEED);
-    // Partials of the test chain (6), its beacons and drand's (9), chain infos (5) and
-    // identities (3) all verify; the other seeds are requests and a DKG packet.
-    assert_eq!(count(&tally, Outcome::Verified), 23, "{tally:?}");
+    // Partials of the test chain (6), its beacons and drand's (9), chain infos (5),
+    // identities (3), the fixture ceremony's signed gossip packets (4) and DKG bundles (3 deals,
+    // 3 responses) all verify; the other seeds are requests and an unsigned DKG packet.
+    assert_eq!(count(&tally, Outcome::Verified), 33, "{tally:?}");
 }
 
 #[test]

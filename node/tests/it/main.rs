@@ -4,6 +4,7 @@ mod ceremony;
 mod fuzz;
 mod http;
 mod keys;
+mod member_killed;
 mod netharness;
 mod network;
 mod operator_control;

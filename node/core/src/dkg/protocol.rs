@@ -160,6 +160,8 @@ pub enum DkgError {
     MissingDealerData { dealer: u32, what: &'static str },
     #[error("dkg: the finish timer fired while the protocol was still in the {phase} phase; the execution failed (too few bundles arrived in time)")]
     Unfinished { phase: Phase },
+    #[error("dkg: this node stopped during the execution, which cannot resume (its secret polynomial and the bundles it had lived in memory); the others finish without it if enough remain, and a new proposal can follow")]
+    Interrupted,
 }
 
 /// Why a received bundle was dropped. The protocol goes on without it.
@@ -287,8 +289,12 @@ impl StatusMatrix {
             .map_or(0, |r| r.values().filter(|s| !**s).count())
     }
 
-    fn complete_success(&self) -> bool {
-        self.rows.values().all(|r| r.values().all(|s| *s))
+    /// Every dealer but `except` has only successes.
+    fn complete_success(&self, except: &BTreeSet<u32>) -> bool {
+        self.rows
+            .iter()
+            .filter(|(d, _)| !except.contains(d))
+            .all(|(_, r)| r.values().all(|s| *s))
     }
 }
 
@@ -373,6 +379,14 @@ pub struct DkgProtocol {
     echo: bool,
     old_nodes: Vec<DkgNode>,
     new_nodes: Vec<DkgNode>,
+    /// Old nodes whose key is not in the new group: leavers, who in drand v2 deal nothing
+    /// (they go to Left instead of executing). Fast sync does not wait for their deals, and a
+    /// leaver whose deal is missing when the deals are processed is evicted as a dealer right
+    /// away, so that its empty row does not hold up the early finish (see `process_deals`).
+    leavers: BTreeSet<u32>,
+    /// Leavers evicted that way: their complaints are foregone conclusions, not a reason to
+    /// run the justification phase.
+    absent_leavers: BTreeSet<u32>,
     new_t: usize,
     /// kyber's `oldT` = number of previous public coefficients (resharing only).
     old_t: usize,
@@ -526,6 +540,11 @@ impl DkgProtocol {
             };
 
         let dpriv = can_issue.then(|| PriPoly::random(threshold, Some(secret), &mut drbg));
+        let leavers = old_nodes
+            .iter()
+            .filter(|o| !config.new_nodes.iter().any(|n| n.public == o.public))
+            .map(|o| o.index)
+            .collect();
         let mut protocol = DkgProtocol {
             group,
             longterm: config.longterm,
@@ -534,6 +553,8 @@ impl DkgProtocol {
             statuses: StatusMatrix::new(&old_nodes, &config.new_nodes, false),
             old_nodes,
             new_nodes: config.new_nodes,
+            leavers,
+            absent_leavers: BTreeSet::new(),
             new_t: threshold,
             old_t,
             old_threshold,
@@ -698,7 +719,14 @@ impl DkgProtocol {
         match checked {
             Checked::Deal(d) => {
                 self.deals.push(d.bundle.dealer_index, hash, d);
-                if self.deals.len() == self.old_nodes.len() {
+                // kyber waits for a deal from every old node; leavers never send one, so every
+                // resharing with a leaver would sit out the whole deal phase.
+                let expected = self
+                    .old_nodes
+                    .iter()
+                    .filter(|n| !self.leavers.contains(&n.index))
+                    .all(|n| self.deals.vals.contains_key(&n.index));
+                if expected {
                     self.advance_to_responses(out);
                 }
             }
@@ -885,6 +913,12 @@ impl DkgProtocol {
                 self.valid_shares.insert(dealer, share);
             }
         }
+        for leaver in self.leavers.clone() {
+            if !self.all_publics.contains_key(&leaver) {
+                self.evict_dealer(leaver, "a leaver: it deals nothing");
+                self.absent_leavers.insert(leaver);
+            }
+        }
         // A node present in both lists is trusted with its own share.
         for dealer in self.old_nodes.clone() {
             if let Some(holder) = self.new_nodes.iter().find(|n| n.public == dealer.public) {
@@ -951,7 +985,7 @@ impl DkgProtocol {
                     continue;
                 }
                 self.statuses.set(r.dealer_index, b.share_index, r.status);
-                if !r.status {
+                if !r.status && !self.absent_leavers.contains(&r.dealer_index) {
                     found_complaint = true;
                 }
                 valid_authors.insert(b.share_index);
@@ -966,7 +1000,7 @@ impl DkgProtocol {
                 self.evict_holder(n.index, "no response received");
             }
         }
-        if !found_complaint && self.statuses.complete_success() {
+        if !found_complaint && self.statuses.complete_success(&self.absent_leavers) {
             self.state = Phase::Finish;
             return self.compute_result().map(|r| (Some(r), None));
         }

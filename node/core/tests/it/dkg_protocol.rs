@@ -360,6 +360,58 @@ fn reshare_grow_shrink_and_change_threshold_keep_the_group_key() {
     }
 }
 
+/// A resharing whose remainers and joiners are all honest finishes as soon as every expected
+/// bundle is in, leavers or not: a leaver deals nothing (drand v2), so waiting for its deal (as
+/// kyber's count of all old nodes does) held every such resharing for the three phase timers.
+#[test]
+fn a_reshare_with_every_holder_honest_finishes_on_fast_sync() {
+    let mut rng = ChaCha20Rng::seed_from_u64(650);
+    let all = members(SCHEME, 7, &mut rng);
+    let first: Vec<usize> = (0..5).collect();
+    let out = fresh(SCHEME, &all[..5], 3, &honest(5), Faults::CLEAN, 650);
+    let (public, _) = check_agreement(SCHEME, &out.results, &mut rng);
+    let group = group_from(&out, &first, 3);
+    // (new members, threshold): two leavers and two joiners; one leaver; no leaver.
+    let cases: [(Vec<usize>, u32); 3] = [
+        (vec![0, 1, 2, 5, 6], 4),
+        (vec![0, 1, 2, 3, 5, 6], 4),
+        (vec![0, 1, 2, 3, 4, 5], 4),
+    ];
+    for (k, (new_members, t)) in cases.iter().enumerate() {
+        let out = reshare(
+            &all,
+            &group,
+            new_members,
+            *t,
+            2,
+            &honest(new_members.len()),
+            Faults::CLEAN,
+            651 + k as u64,
+        );
+        all_ok(&out);
+        assert!(
+            out.stats.finished_at_ms < PHASE_MS,
+            "case {k}: finished at {} ms, after the first phase timer",
+            out.stats.finished_at_ms
+        );
+        let (new_public, qual) = check_agreement(SCHEME, &out.results, &mut rng);
+        assert_eq!(new_public.public_key(), public.public_key());
+        assert_eq!(qual.len(), new_members.len(), "case {k}");
+        // Leavers are evicted as dealers for dealing nothing, and nobody else is.
+        for ev in out.evictions.values() {
+            for e in ev {
+                match e {
+                    Eviction::Dealer { index, reason } => {
+                        assert!(!new_members.contains(&(*index as usize)), "{e:?}");
+                        assert_eq!(*reason, "a leaver: it deals nothing");
+                    }
+                    other => panic!("case {k}: unexpected eviction {other:?}"),
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn reshare_tolerates_silent_remainers_up_to_the_old_threshold() {
     let mut rng = ChaCha20Rng::seed_from_u64(700);
@@ -529,6 +581,11 @@ proptest! {
         prop_assert_eq!(new_public.public_key(), public.public_key());
         prop_assert_eq!(new_public.threshold(), new_t as usize);
         prop_assert_eq!(qual.len(), new_members.len());
+        prop_assert!(
+            out.stats.finished_at_ms < PHASE_MS,
+            "every holder honest: fast sync finishes before the first phase timer ({} ms)",
+            out.stats.finished_at_ms
+        );
     }
 }
 
