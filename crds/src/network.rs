@@ -168,9 +168,12 @@ pub struct BeaconNetworkSpec {
     #[serde(default = "default_catchup_period")]
     pub catchup_period: Duration,
 
-    /// The beacon-node image every member runs unless the member overrides it.
+    /// The beacon-node image every member runs unless the member overrides it. When absent,
+    /// the operator's default node image (its `--default-node-image`, which the Helm chart
+    /// sets to the node image of the same release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
-    pub image: String,
+    pub image: Option<String>,
 
     /// The members, by name. Names are unique (the list is a map keyed by name).
     #[schemars(
@@ -197,6 +200,23 @@ pub struct BeaconNetworkSpec {
     /// Metrics scraping.
     #[serde(default)]
     pub monitoring: MonitoringSpec,
+
+    /// What happens to the members' key Secrets and data volumes when the BeaconNetwork is
+    /// deleted. `Retain` (the default) keeps them, so that re-applying the network brings the
+    /// same members back with their keys, shares and chain.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The fate of key material and chain data when a BeaconNetwork is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep every member's key Secret and PersistentVolumeClaim.
+    #[default]
+    Retain,
+    /// Delete them with the network. Keys and shares are gone for good: the members cannot
+    /// rejoin the chain without a new ceremony.
+    Delete,
 }
 
 fn default_beacon_id() -> String {
@@ -569,6 +589,12 @@ pub struct BeaconNetworkStatus {
     /// The rollout in progress or last finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// The epoch of the group that signs now (the last complete ceremony).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u32>,
+    /// The BeaconCeremony under way for this network, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceremony: Option<String>,
 }
 
 /// One member as last observed.
@@ -590,6 +616,13 @@ pub struct MemberStatus {
     /// The revision (hash of its pod template) it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The epoch of the completed ceremony whose share this member holds. Recorded so that a
+    /// lost key Secret is never replaced while the member holds a share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_epoch: Option<u32>,
+    /// Why the member is not healthy (unreachable, lagging, pod not ready, key refused...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The state of a rollout: what the operator's last reconcile decided (the planner recomputes
