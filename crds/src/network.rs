@@ -71,6 +71,7 @@ pub mod rules {
     pub const BEACON_ID_IMMUTABLE_MESSAGE: &str = "spec.beaconId is immutable: it is part of the chain's identity; create a new BeaconNetwork for a new chain";
     pub const SCHEME_IMMUTABLE_MESSAGE: &str = "spec.scheme is immutable: a chain's scheme is fixed at genesis; create a new BeaconNetwork for a new chain";
     pub const PERIOD_IMMUTABLE_MESSAGE: &str = "spec.period is immutable: a chain's period is fixed at genesis; create a new BeaconNetwork for a new chain";
+    pub const DELETION_POLICY_IMMUTABLE_MESSAGE: &str = "spec.deletionPolicy is immutable: the members' key Secrets and volumes carry it from their creation; to drop them later, delete the Secrets and PersistentVolumeClaims by hand after the network";
     /// On the period: at least one second (a zero period has no rounds).
     pub const PERIOD_POSITIVE: &str = "duration(self) >= duration('1s')";
     pub const PERIOD_POSITIVE_MESSAGE: &str = "spec.period must be at least 1s";
@@ -203,8 +204,13 @@ pub struct BeaconNetworkSpec {
 
     /// What happens to the members' key Secrets and data volumes when the BeaconNetwork is
     /// deleted. `Retain` (the default) keeps them, so that re-applying the network brings the
-    /// same members back with their keys, shares and chain.
+    /// same members back with their keys, shares and chain. `Delete` hands them to Kubernetes'
+    /// garbage collection with the network (the operator itself never deletes key material).
+    /// Immutable: key Secrets carry it from their creation.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": rules::IMMUTABLE, "message": rules::DELETION_POLICY_IMMUTABLE_MESSAGE,
+    }]))]
     pub deletion_policy: DeletionPolicy,
 }
 

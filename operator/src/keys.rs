@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use beacon_node::keys::KeyPair;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::ByteString;
 
 use crate::labels;
@@ -143,8 +143,9 @@ pub enum KeyGenError {
 
 /// A new key Secret for `member` of `network` in `namespace`: a fresh key pair for `scheme`
 /// bound to `address` (the member's peer address), in the node's key file formats. The Secret
-/// is immutable and carries no owner reference: it outlives the network unless the network's
-/// deletionPolicy says otherwise.
+/// is immutable. `owner` is the network's reference when its deletionPolicy is Delete (the
+/// garbage collector then removes the Secret with the network); without it the Secret
+/// outlives the network.
 pub fn new_key_secret(
     network: &str,
     namespace: &str,
@@ -152,6 +153,7 @@ pub fn new_key_secret(
     name: &str,
     scheme: &str,
     address: &str,
+    owner: Option<OwnerReference>,
 ) -> Result<Secret, KeyGenError> {
     let core_scheme = beacon_core::crypto::Scheme::from_id_or_default(scheme).map_err(|e| {
         KeyGenError::Scheme {
@@ -178,6 +180,7 @@ pub fn new_key_secret(
             namespace: Some(namespace.to_owned()),
             labels: Some(labels::member_labels(network, member)),
             annotations: Some(annotations),
+            owner_references: owner.map(|o| vec![o]),
             ..ObjectMeta::default()
         },
         // Key material is written once; an immutable Secret cannot be edited in place by
@@ -282,6 +285,7 @@ mod tests {
             "n-a-key",
             "bls-unchained-g1-rfc9380",
             "n-a.ns.svc.cluster.local:4444",
+            None,
         )
         .expect("key secret");
         assert_eq!(SecretState::observe(Some(&secret)), SecretState::Complete);
@@ -306,7 +310,7 @@ mod tests {
 
     #[test]
     fn an_unknown_scheme_is_named() {
-        let e = new_key_secret("n", "ns", "a", "n-a-key", "bls-nope", "h:1").expect_err("scheme");
+        let e = new_key_secret("n", "ns", "a", "n-a-key", "bls-nope", "h:1", None).expect_err("scheme");
         assert!(e.to_string().contains("bls-nope"), "{e}");
     }
 

@@ -16,6 +16,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use beacon_crds::network::DeletionPolicy;
+
 use crate::build::Cluster;
 use crate::labels;
 use crate::names::{
@@ -55,10 +57,17 @@ pub fn stateful_set(network: &ValidNetwork, member: &LocalMember, cluster: &Clus
                 type_: Some("OnDelete".into()),
                 rolling_update: None,
             }),
-            // The volume holds the chain and the member's share: it outlives the StatefulSet.
+            // The volume holds the chain and the member's share: it outlives the StatefulSet
+            // unless the network's deletionPolicy hands it to the garbage collector.
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_deleted: Some("Retain".into()),
+                    when_deleted: Some(
+                        match network.deletion_policy {
+                            DeletionPolicy::Retain => "Retain",
+                            DeletionPolicy::Delete => "Delete",
+                        }
+                        .into(),
+                    ),
                     when_scaled: Some("Retain".into()),
                 },
             ),

@@ -4,6 +4,7 @@
 //! the network's deletionPolicy says, and stop the health collector.
 
 pub mod observe;
+pub mod rollout;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -14,10 +15,10 @@ use beacon_crds::ceremony::CeremonyPhase;
 use beacon_crds::network::DeletionPolicy;
 use beacon_crds::{BeaconCeremony, BeaconNetwork, BeaconNetworkStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::{Api, Resource, ResourceExt};
@@ -28,7 +29,7 @@ use self::observe::{CeremonyView, MemberView, NetworkView, PodView, TEMPLATE_HAS
 use crate::build::{self, MemberObjects};
 use crate::certmanager::Certificate;
 use crate::context::{Context, MANAGER};
-use crate::error::{is_conflict, is_not_found, kube as kerr, Error, Result};
+use crate::error::{is_conflict, kube as kerr, Error, Result};
 use crate::control::client::Endpoint;
 use crate::health::Target;
 use crate::keys::{self, KeyDecision, SecretState, ShareState};
@@ -150,6 +151,7 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
             KeyDecision::Keep => {}
             KeyDecision::Create => {
                 let address = names::peer_address(&name, &member.name, &ns, &ctx.cluster.domain);
+                let owner = (valid.deletion_policy == DeletionPolicy::Delete).then(|| valid.owner.clone());
                 let secret = keys::new_key_secret(
                     &name,
                     &ns,
@@ -157,6 +159,7 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
                     &secret_name,
                     valid.scheme.id(),
                     &address,
+                    owner,
                 )?;
                 match secrets.create(&PostParams::default(), &secret).await {
                     Ok(_) => {
@@ -243,7 +246,22 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
     if let Some(pdb) = &objects.disruption_budget {
         ssa::<PodDisruptionBudget>(&ctx, &ns, pdb, "the PodDisruptionBudget").await?;
     }
-    let has_chain = view.ceremonies.last_complete.is_some();
+    // The rollout: the planner decides which member (if any) changes now.
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let plan = match rollout::observation(
+        &network,
+        &valid,
+        &view,
+        &existing_sets,
+        &pod_list.items,
+        now,
+    ) {
+        Ok(o) => crate::rollout::plan(&o),
+        Err(e) => {
+            invalid(&network, &ctx, format!("BeaconNetwork {name}: {e}")).await?;
+            return Ok(Action::await_change());
+        }
+    };
     for m in &objects.members {
         if refused.contains_key(&m.member) {
             continue;
@@ -251,13 +269,25 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
         let member = view.member(&m.member);
         let exists = member.is_some_and(|v| v.applied_revision.is_some());
         let current = member.is_some_and(|v| v.applied_revision == v.desired_revision);
-        // New members start at once, and so do changes before the chain exists (nothing to
-        // keep running). Once there is a chain, changes go through the rollout, one member at
-        // a time.
-        if !exists || current || !has_chain {
+        // New members start at their desired revision (nothing to roll); members already on
+        // it get the rest of the object refreshed. Every other change waits for the planner.
+        if !exists || current {
             apply_member(&ctx, &ns, m).await?;
         }
     }
+    rollout::carry_out(&ctx, &network, &valid, &plan, &objects.members).await?;
+    let halted = (plan.status.phase == beacon_crds::network::RolloutPhase::Halted).then(|| {
+        (
+            plan.status
+                .halted_by
+                .map_or("Halted".to_owned(), |r| r.as_str().to_owned()),
+            plan.reason.clone(),
+        )
+    });
+    ctx.metrics
+        .rollout_halted
+        .with_label_values(&[ns.as_str(), name.as_str()])
+        .set(i64::from(halted.is_some()));
 
     // The health collector polls the local members every period.
     let mut targets = Vec::new();
@@ -282,9 +312,10 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
         network: &valid,
         view: &view,
         previous,
-        rollout: previous.and_then(|p| p.rollout.clone()),
-        halted: None,
-        now: Time(k8s_openapi::jiff::Timestamp::now()),
+        rollout: Some(plan.status.clone()),
+        rollout_reason: Some(plan.reason.clone()),
+        halted,
+        now: Time(now),
     });
     for e in events {
         ctx.event(network.as_ref(), e.warning, e.reason, "Health", e.note)
@@ -546,44 +577,11 @@ async fn cleanup(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Actio
         .map(|m| m.name.clone())
         .collect();
     ctx.metrics.forget_network(&ns, &name, &members);
-    if network.spec.deletion_policy == DeletionPolicy::Delete {
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-        let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-        for m in network.spec.members.iter().filter(|m| m.is_local()) {
-            let secret = names::key_secret(&name, &m.name);
-            match secrets.delete(&secret, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(kerr(format!("deleting Secret {ns}/{secret}"))(e)),
-            }
-            let claim = format!(
-                "{}-{}-0",
-                names::DATA_VOLUME,
-                names::member_object(&name, &m.name)
-            );
-            match claims.delete(&claim, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(kerr(format!("deleting PersistentVolumeClaim {ns}/{claim}"))(e)),
-            }
-        }
-        ctx.event(
-            network.as_ref(),
-            false,
-            "Deleted",
-            "Delete",
-            "deletionPolicy Delete: the members' key Secrets and volumes were deleted".into(),
-        )
+    let kept = match network.spec.deletion_policy {
+        DeletionPolicy::Retain => "deletionPolicy Retain: the members' key Secrets and volumes are kept; applying the network again reuses them",
+        DeletionPolicy::Delete => "deletionPolicy Delete: the members' key Secrets and volumes go with the network (garbage collection)",
+    };
+    ctx.event(network.as_ref(), false, "Deleting", "Delete", kept.into())
         .await;
-    } else {
-        ctx.event(
-            network.as_ref(),
-            false,
-            "Retained",
-            "Delete",
-            "deletionPolicy Retain: the members' key Secrets and volumes are kept; applying the network again reuses them".into(),
-        )
-        .await;
-    }
     Ok(Action::await_change())
 }

@@ -69,6 +69,8 @@ pub struct StatusInput<'a> {
     pub view: &'a NetworkView,
     pub previous: Option<&'a BeaconNetworkStatus>,
     pub rollout: Option<RolloutStatus>,
+    /// The planner's sentence about the rollout.
+    pub rollout_reason: Option<String>,
     /// `Some((reason, message))` while the rollout is halted.
     pub halted: Option<(String, String)>,
     pub now: Time,
@@ -280,9 +282,10 @@ pub fn compute(input: &StatusInput<'_>) -> (BeaconNetworkStatus, Vec<StatusEvent
             true,
             "RollingOut",
             format!(
-                "rolling out to revision {} (member {})",
+                "rolling out to revision {} (member {}): {}",
                 r.and_then(|r| r.target_revision.as_deref()).unwrap_or("?"),
-                r.and_then(|r| r.current_member.as_deref()).unwrap_or("-")
+                r.and_then(|r| r.current_member.as_deref()).unwrap_or("-"),
+                input.rollout_reason.as_deref().unwrap_or("")
             ),
         );
     } else if starting {

@@ -77,6 +77,7 @@ fn input<'a>(
         view,
         previous,
         rollout: None,
+        rollout_reason: None,
         halted: None,
         now: now(),
     }
