@@ -246,6 +246,7 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
     if let Some(pdb) = &objects.disruption_budget {
         ssa::<PodDisruptionBudget>(&ctx, &ns, pdb, "the PodDisruptionBudget").await?;
     }
+    let kept_members = prune(&ctx, &network, &valid, &view, &set_list.items).await?;
     // The rollout: the planner decides which member (if any) changes now.
     let now = k8s_openapi::jiff::Timestamp::now();
     let plan = match rollout::observation(
@@ -315,6 +316,7 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
         rollout: Some(plan.status.clone()),
         rollout_reason: Some(plan.reason.clone()),
         halted,
+        removed_signers: &kept_members,
         now: Time(now),
     });
     for e in events {
@@ -353,6 +355,61 @@ pub async fn control_endpoint(
         ),
         server_ca_pem,
     }))
+}
+
+/// Deletes the objects of members no longer in the spec, except those of a member that still
+/// holds a share of the signing group: removing it would take a signer away without a
+/// reshare. Returns the members kept for that reason (reported in the status).
+async fn prune(
+    ctx: &Context,
+    network: &BeaconNetwork,
+    valid: &ValidNetwork,
+    view: &NetworkView,
+    sets: &[StatefulSet],
+) -> Result<Vec<String>> {
+    let ns = &valid.namespace;
+    let mut kept = Vec::new();
+    let gone: Vec<String> = sets
+        .iter()
+        .filter_map(|s| s.labels().get(labels::MEMBER).cloned())
+        .filter(|m| !valid.local.iter().any(|l| &l.name == m))
+        .collect();
+    for member in gone {
+        let signing = view
+            .ceremonies
+            .last_complete
+            .as_ref()
+            .is_some_and(|(_, group)| group.contains(&member));
+        if signing {
+            kept.push(member);
+            continue;
+        }
+        let name = names::member_object(&valid.name, &member);
+        let dp = kube::api::DeleteParams::default();
+        let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+        let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+        let certs: Api<Certificate> = Api::namespaced(ctx.client.clone(), ns);
+        for r in [
+            sets.delete(&name, &dp).await.map(|_| ()),
+            services.delete(&name, &dp).await.map(|_| ()),
+            certs.delete(&name, &dp).await.map(|_| ()),
+        ] {
+            match r {
+                Ok(()) => {}
+                Err(e) if crate::error::is_not_found(&e) => {}
+                Err(e) => return Err(kerr(format!("removing member {member}'s {name}"))(e)),
+            }
+        }
+        ctx.event(
+            network,
+            false,
+            "MemberRemoved",
+            "Prune",
+            format!("member {member} is no longer in spec.members: its StatefulSet, Service and Certificate are deleted; its key Secret and volume are kept"),
+        )
+        .await;
+    }
+    Ok(kept)
 }
 
 /// Server-side apply of the member's StatefulSet.

@@ -73,6 +73,8 @@ pub struct StatusInput<'a> {
     pub rollout_reason: Option<String>,
     /// `Some((reason, message))` while the rollout is halted.
     pub halted: Option<(String, String)>,
+    /// Members removed from the spec whose objects are kept because they still sign.
+    pub removed_signers: &'a [String],
     pub now: Time,
 }
 
@@ -191,7 +193,17 @@ pub fn compute(input: &StatusInput<'_>) -> (BeaconNetworkStatus, Vec<StatusEvent
     let was_thin = previous
         .and_then(|p| find(&p.conditions, condition::DEGRADED))
         .is_some_and(|c| c.status == "True" && c.reason == "MarginLow");
-    if !refused.is_empty() {
+    if !input.removed_signers.is_empty() {
+        set(
+            condition::DEGRADED,
+            true,
+            "SignerRemoved",
+            format!(
+                "{} left spec.members but still hold a share of the signing group: their nodes keep running; take them out with a Reshare ceremony (as leaving) first",
+                input.removed_signers.join(", ")
+            ),
+        );
+    } else if !refused.is_empty() {
         set(
             condition::DEGRADED,
             true,

@@ -79,6 +79,7 @@ fn input<'a>(
         rollout: None,
         rollout_reason: None,
         halted: None,
+        removed_signers: &[],
         now: now(),
     }
 }
