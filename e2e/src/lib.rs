@@ -13,6 +13,7 @@
 //!
 //! See `e2e/README.md` for versions, cache location and measured times.
 
+pub mod beacons;
 pub mod binaries;
 pub mod certmanager;
 pub mod controlplane;
