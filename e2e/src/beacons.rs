@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
-use kube::discovery::{pinned_kind, Scope};
 use kube::core::GroupVersionKind;
+use kube::discovery::{pinned_kind, Scope};
 use kube::{Api, Client};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,13 +38,20 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Value>> {
 
 /// Applies `objects` server-side (field manager `e2e`), each namespaced one into `namespace`
 /// when given (Namespace objects are then skipped). Returns `kind/name` of each.
-pub async fn apply(client: &Client, objects: &[Value], namespace: Option<&str>) -> Result<Vec<String>> {
+pub async fn apply(
+    client: &Client,
+    objects: &[Value],
+    namespace: Option<&str>,
+) -> Result<Vec<String>> {
     let mut applied = Vec::new();
     for object in objects {
         let mut object = object.clone();
         let api_version = object["apiVersion"].as_str().unwrap_or_default().to_owned();
         let kind = object["kind"].as_str().unwrap_or_default().to_owned();
-        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if namespace.is_some() && kind == "Namespace" {
             continue;
         }
@@ -53,9 +60,11 @@ pub async fn apply(client: &Client, objects: &[Value], namespace: Option<&str>) 
             None => (String::new(), api_version.clone()),
         };
         let gvk = GroupVersionKind::gvk(&group, &version, &kind);
-        let (resource, caps) = pinned_kind(client, &gvk)
-            .await
-            .map_err(|e| Error::Invalid(format!("{kind} {name}: the API server does not serve {api_version} {kind}: {e}")))?;
+        let (resource, caps) = pinned_kind(client, &gvk).await.map_err(|e| {
+            Error::Invalid(format!(
+                "{kind} {name}: the API server does not serve {api_version} {kind}: {e}"
+            ))
+        })?;
         let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
             let ns = match namespace {
                 Some(ns) => {
@@ -71,9 +80,13 @@ pub async fn apply(client: &Client, objects: &[Value], namespace: Option<&str>) 
         } else {
             Api::all_with(client.clone(), &resource)
         };
-        api.patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(&object))
-            .await
-            .map_err(|e| Error::Invalid(format!("applying {kind} {name}: {e}")))?;
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(|e| Error::Invalid(format!("applying {kind} {name}: {e}")))?;
         applied.push(format!("{kind}/{name}"));
     }
     Ok(applied)
@@ -121,7 +134,12 @@ pub fn beacons_resource(kind: &str, plural: &str) -> ApiResource {
 }
 
 /// The pod IP of `network`'s `member`.
-pub async fn member_ip(client: &Client, namespace: &str, network: &str, member: &str) -> Result<Option<IpAddr>> {
+pub async fn member_ip(
+    client: &Client,
+    namespace: &str,
+    network: &str,
+    member: &str,
+) -> Result<Option<IpAddr>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pod = pods
         .get_opt(&format!("{network}-{member}-0"))
@@ -154,9 +172,16 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::Invalid(format!("GET http://{addr}{path}: not an HTTP answer: {head}")))?;
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "GET http://{addr}{path}: not an HTTP answer: {head}"
+            ))
+        })?;
     // Chunked bodies (hyper's default for streamed bodies) are decoded.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_owned()
@@ -167,7 +192,9 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
@@ -208,7 +235,14 @@ pub const EXAMPLE_RELEASE: &str = "beacon-operator";
 pub async fn run_example(kubeconfig: &Path, beacons: u64) -> Result<()> {
     let client = crate::controlplane::client_from_kubeconfig_file(kubeconfig).await?;
     println!("installing the operator (helm chart charts/beacon-operator) into {EXAMPLE_OPERATOR_NAMESPACE}");
-    install_operator(kubeconfig, EXAMPLE_RELEASE, EXAMPLE_OPERATOR_NAMESPACE, None, &[]).await?;
+    install_operator(
+        kubeconfig,
+        EXAMPLE_RELEASE,
+        EXAMPLE_OPERATOR_NAMESPACE,
+        None,
+        &[],
+    )
+    .await?;
     let objects = read_manifest(&example_path())?;
     let namespace = objects
         .iter()
@@ -217,15 +251,27 @@ pub async fn run_example(kubeconfig: &Path, beacons: u64) -> Result<()> {
         .unwrap_or("beacons")
         .to_owned();
     // cert-manager's and our CRDs may take a moment to be served after install.
-    let applied = wait_for("the example's kinds to be served", Duration::from_secs(120), || async {
-        apply(&client, &objects, None).await.ok()
-    })
+    let applied = wait_for(
+        "the example's kinds to be served",
+        Duration::from_secs(120),
+        || async { apply(&client, &objects, None).await.ok() },
+    )
     .await?;
-    println!("applied {}: {}", example_path().display(), applied.join(", "));
-    let networks: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &namespace, &beacons_resource("BeaconNetwork", "beaconnetworks"));
-    let ceremonies: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &namespace, &beacons_resource("BeaconCeremony", "beaconceremonies"));
+    println!(
+        "applied {}: {}",
+        example_path().display(),
+        applied.join(", ")
+    );
+    let networks: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &namespace,
+        &beacons_resource("BeaconNetwork", "beaconnetworks"),
+    );
+    let ceremonies: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &namespace,
+        &beacons_resource("BeaconCeremony", "beaconceremonies"),
+    );
     let network = objects
         .iter()
         .find(|o| o["kind"] == "BeaconNetwork")
@@ -243,8 +289,14 @@ pub async fn run_example(kubeconfig: &Path, beacons: u64) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         if let Ok(c) = ceremonies.get(&ceremony).await {
-            let phase = c.data["status"]["phase"].as_str().unwrap_or("Pending").to_owned();
-            let why = c.data["status"]["failureReason"].as_str().unwrap_or("").to_owned();
+            let phase = c.data["status"]["phase"]
+                .as_str()
+                .unwrap_or("Pending")
+                .to_owned();
+            let why = c.data["status"]["failureReason"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
             let line = format!("  ceremony: {phase} {why}");
             if line != last {
                 println!("{line}");
@@ -271,9 +323,16 @@ pub async fn run_example(kubeconfig: &Path, beacons: u64) -> Result<()> {
         .and_then(|o| o["spec"]["members"][0]["name"].as_str())
         .unwrap_or("alice")
         .to_owned();
-    let ip = wait_for("the first member's pod IP", Duration::from_secs(60), || async {
-        member_ip(&client, &namespace, &network, &member).await.ok().flatten()
-    })
+    let ip = wait_for(
+        "the first member's pod IP",
+        Duration::from_secs(60),
+        || async {
+            member_ip(&client, &namespace, &network, &member)
+                .await
+                .ok()
+                .flatten()
+        },
+    )
     .await?;
     let addr = SocketAddr::new(ip, 8080);
     println!("beacons from member {member} (http://{addr}), verified against its /info:");
@@ -320,13 +379,19 @@ pub async fn run_example(kubeconfig: &Path, beacons: u64) -> Result<()> {
         seen += 1;
     }
     if let Ok(n) = networks.get(&network).await {
-        println!("network {network}: {}", serde_json::to_string(&n.data["status"]["healthy"]).unwrap_or_default());
+        println!(
+            "network {network}: {}",
+            serde_json::to_string(&n.data["status"]["healthy"]).unwrap_or_default()
+        );
     }
     println!();
     println!("The network keeps running. Watch it:");
     println!("  eval \"$(cargo run -q -p e2e -- env)\"");
     println!("  kubectl -n {namespace} get beaconnetworks,beaconceremonies");
-    println!("  curl http://{addr}/public/latest   # chain hash {}", info.hash_hex());
+    println!(
+        "  curl http://{addr}/public/latest   # chain hash {}",
+        info.hash_hex()
+    );
     println!("Stop everything: cargo run -p e2e -- down");
     Ok(())
 }
@@ -341,12 +406,22 @@ mod tests {
         let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
         assert_eq!(
             kinds,
-            ["Namespace", "Issuer", "Certificate", "Issuer", "BeaconNetwork", "BeaconCeremony"]
+            [
+                "Namespace",
+                "Issuer",
+                "Certificate",
+                "Issuer",
+                "BeaconNetwork",
+                "BeaconCeremony"
+            ]
         );
     }
 
     #[test]
     fn chunked_bodies_are_joined() {
-        assert_eq!(dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "hello world");
+        assert_eq!(
+            dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+            "hello world"
+        );
     }
 }

@@ -25,6 +25,10 @@ pub struct Target {
     pub http_base: String,
     /// Its control listener (for the version), when the operator can reach it.
     pub control: Option<Endpoint>,
+    /// Which run of the member this is (pod uid and container restarts): a new one restarts
+    /// the poll task, whose first poll asks for the version again (a restarted member may
+    /// run another build).
+    pub incarnation: String,
 }
 
 /// What one poll of a member found.
@@ -184,7 +188,12 @@ impl HealthCache {
     }
 
     /// One poll of one member.
-    async fn poll(&self, target: &Target, previous: &MemberHealth, ask_version: bool) -> MemberHealth {
+    async fn poll(
+        &self,
+        target: &Target,
+        previous: &MemberHealth,
+        ask_version: bool,
+    ) -> MemberHealth {
         let mut h = MemberHealth {
             at: Some(SystemTime::now()),
             version: previous.version.clone(),
@@ -212,12 +221,17 @@ impl HealthCache {
         }
         if h.round.is_some() && h.chain_hash.is_none() {
             if let Ok((200, body)) = self.get(&format!("{}/info", target.http_base)).await {
-                h.chain_hash = serde_json::from_slice::<InfoDoc>(&body).ok().map(|i| i.hash);
+                h.chain_hash = serde_json::from_slice::<InfoDoc>(&body)
+                    .ok()
+                    .map(|i| i.hash);
             }
         }
         if let Some(ep) = &target.control {
             if ask_version || h.version.is_none() {
                 match self.controls.node_status(ep).await {
+                    // The build's version (what an upgrade changes); the protocol version from a
+                    // node that predates the field.
+                    Ok(doc) if !doc.build.is_empty() => h.version = Some(doc.build),
                     Ok(doc) => h.version = Some(doc.version),
                     Err(e) => {
                         if h.error.is_none() {
@@ -263,7 +277,12 @@ async fn poll_loop(
                 .cloned()
                 .unwrap_or_default();
             let cache = cache.clone();
-            async move { (t.member.clone(), cache.poll(t, &previous, ask_version).await) }
+            async move {
+                (
+                    t.member.clone(),
+                    cache.poll(t, &previous, ask_version).await,
+                )
+            }
         });
         let results = futures::future::join_all(polls).await;
         let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());

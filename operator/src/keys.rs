@@ -172,7 +172,10 @@ pub fn new_key_secret(
     let private = pair.private_toml().map_err(|e| failed(e.to_string()))?;
     let public = pair.public_toml().map_err(|e| failed(e.to_string()))?;
     let mut annotations = BTreeMap::new();
-    annotations.insert(PUBLIC_KEY_ANNOTATION.to_owned(), hex::encode(pair.public_key().to_bytes()));
+    annotations.insert(
+        PUBLIC_KEY_ANNOTATION.to_owned(),
+        hex::encode(pair.public_key().to_bytes()),
+    );
     annotations.insert(ADDRESS_ANNOTATION.to_owned(), address.to_owned());
     Ok(Secret {
         metadata: ObjectMeta {
@@ -303,14 +306,15 @@ mod tests {
             .value;
         assert_eq!(pair.identity().address, "n-a.ns.svc.cluster.local:4444");
         assert!(pair.identity().verifies());
-        let annotated = &secret.metadata.annotations.as_ref().expect("annotations")
-            [PUBLIC_KEY_ANNOTATION];
+        let annotated =
+            &secret.metadata.annotations.as_ref().expect("annotations")[PUBLIC_KEY_ANNOTATION];
         assert_eq!(annotated, &hex::encode(pair.public_key().to_bytes()));
     }
 
     #[test]
     fn an_unknown_scheme_is_named() {
-        let e = new_key_secret("n", "ns", "a", "n-a-key", "bls-nope", "h:1", None).expect_err("scheme");
+        let e =
+            new_key_secret("n", "ns", "a", "n-a-key", "bls-nope", "h:1", None).expect_err("scheme");
         assert!(e.to_string().contains("bls-nope"), "{e}");
     }
 

@@ -22,13 +22,21 @@ enum LogFormat {
 )]
 struct Args {
     /// `/metrics`, `/healthz` and `/readyz`.
-    #[arg(long, env = "BEACON_OPERATOR_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    #[arg(
+        long,
+        env = "BEACON_OPERATOR_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
     metrics_listen: SocketAddr,
     /// Watch only this namespace (default: all).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
     /// The cluster's DNS domain (members' addresses and certificate names).
-    #[arg(long, env = "BEACON_OPERATOR_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    #[arg(
+        long,
+        env = "BEACON_OPERATOR_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
     cluster_domain: String,
     /// Elect one leader among replicas with a Lease in the operator's namespace.
     #[arg(long, env = "BEACON_OPERATOR_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -45,7 +53,12 @@ struct Args {
     /// The Secret (in the operator's namespace) holding its control CA.
     #[arg(long, env = "BEACON_OPERATOR_CONTROL_CA_SECRET", default_value = DEFAULT_SECRET)]
     control_ca_secret: String,
-    #[arg(long, env = "BEACON_OPERATOR_LOG_FORMAT", value_enum, default_value = "json")]
+    #[arg(
+        long,
+        env = "BEACON_OPERATOR_LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
     log_format: LogFormat,
 }
 
@@ -72,7 +85,10 @@ fn main() -> ExitCode {
         pod_name: args.pod_name,
         ca_secret: args.control_ca_secret,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("beacon-operator: cannot start the async runtime: {e}");

@@ -164,7 +164,9 @@ mod tests {
     #[test]
     fn every_metric_of_the_dashboard_is_exported() {
         let m = Metrics::new().expect("metrics");
-        m.reconcile_total.with_label_values(&["network", "ok"]).inc();
+        m.reconcile_total
+            .with_label_values(&["network", "ok"])
+            .inc();
         m.network_healthy_members
             .with_label_values(&["ns", "n"])
             .set(3);

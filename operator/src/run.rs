@@ -66,16 +66,18 @@ async fn control_ca(client: &Client, settings: &Settings) -> Result<ControlCa, E
     let api: Api<Secret> = Api::namespaced(client.clone(), &settings.pod_namespace);
     let name = &settings.ca_secret;
     for _ in 0..3 {
-        if let Some(secret) = api
-            .get_opt(name)
-            .await
-            .map_err(kerr(format!("reading Secret {}/{name}", settings.pod_namespace)))?
-        {
+        if let Some(secret) = api.get_opt(name).await.map_err(kerr(format!(
+            "reading Secret {}/{name}",
+            settings.pod_namespace
+        )))? {
             return Ok(ControlCa::from_secret(name, &secret)?);
         }
         let ca = ControlCa::generate()?;
         match api
-            .create(&PostParams::default(), &ca.to_secret(name, &settings.pod_namespace))
+            .create(
+                &PostParams::default(),
+                &ca.to_secret(name, &settings.pod_namespace),
+            )
             .await
         {
             Ok(_) => {
@@ -93,7 +95,8 @@ async fn control_ca(client: &Client, settings: &Settings) -> Result<ControlCa, E
     }
     Err(Error::Finalizer {
         object: format!("Secret {}/{name}", settings.pod_namespace),
-        reason: "it kept appearing and disappearing while the operator tried to read or create it".into(),
+        reason: "it kept appearing and disappearing while the operator tried to read or create it"
+            .into(),
     })
 }
 
@@ -164,16 +167,16 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         tracing::info!(identity = %settings.pod_name, "leading");
     }
 
-    let owned = watcher::Config::default().labels(&format!(
-        "{}={}",
-        labels::MANAGED_BY,
-        labels::MANAGER
-    ));
+    let owned =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
     let networks = Controller::new(
         api::<BeaconNetwork>(&client, &settings.namespace),
         watcher::Config::default(),
     )
-    .owns(api::<StatefulSet>(&client, &settings.namespace), owned.clone())
+    .owns(
+        api::<StatefulSet>(&client, &settings.namespace),
+        owned.clone(),
+    )
     .owns(api::<Service>(&client, &settings.namespace), owned.clone())
     .owns(
         api::<PodDisruptionBudget>(&client, &settings.namespace),

@@ -378,4 +378,3 @@ async fn beacon_ceremony_crd_fixes_its_terms() {
         &["spec.abort", "cannot be undone"],
     );
 }
-

@@ -61,7 +61,15 @@ async fn chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
     let watch = format!("watchNamespace={ns}");
     let out = helm_ok(
         &helm,
-        &["install", &release, &chart, "--namespace", &ns, "--set", &watch],
+        &[
+            "install",
+            &release,
+            &chart,
+            "--namespace",
+            &ns,
+            "--set",
+            &watch,
+        ],
     )
     .await;
     assert!(out.stdout.contains("STATUS: deployed"), "{}", out.stdout);

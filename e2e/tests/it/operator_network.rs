@@ -20,17 +20,104 @@ use crate::common;
 
 const MEMBERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 
-struct Scenario {
-    admin: Client,
-    ns: String,
-    networks: Api<DynamicObject>,
-    ceremonies: Api<DynamicObject>,
-    kubelet: &'static e2e::Kubelet,
+/// A namespace with the chart's operator running in it, and the network under test.
+pub(crate) struct Scenario {
+    pub admin: Client,
+    pub ns: String,
+    pub network: String,
+    pub networks: Api<DynamicObject>,
+    pub ceremonies: Api<DynamicObject>,
+    pub kubelet: &'static e2e::Kubelet,
 }
 
 impl Scenario {
+    /// A new namespace with the operator installed from the chart (watching only it) and
+    /// Ready; `network` is the BeaconNetwork the helpers below look at.
+    pub async fn start(network: &str) -> Scenario {
+        let cp = common::shared_with_cert_manager().await;
+        let (_, kubelet) = common::kubelet().await;
+        let admin = common::client(cp).await;
+        let ns = common::namespace(&admin, "beacons").await;
+        let release = format!("op{:06x}", rand::random::<u32>() & 0xff_ffff);
+
+        // The images' programs are cargo builds of their own (minutes when cold): built
+        // first, so that the timeouts below measure the operator and the nodes, not the
+        // compiler.
+        for image in [
+            e2e::kubelet::images::beacon_operator_image(),
+            e2e::kubelet::images::beacon_node_image(),
+        ] {
+            let images = kubelet.images().clone();
+            tokio::task::spawn_blocking(move || images.resolve(&image).map(|_| ()))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+
+        beacons::install_operator(cp.kubeconfig(), &release, &ns, Some(&ns), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let s = Scenario {
+            networks: Api::namespaced_with(
+                admin.clone(),
+                &ns,
+                &beacons_resource("BeaconNetwork", "beaconnetworks"),
+            ),
+            ceremonies: Api::namespaced_with(
+                admin.clone(),
+                &ns,
+                &beacons_resource("BeaconCeremony", "beaconceremonies"),
+            ),
+            admin: admin.clone(),
+            ns: ns.clone(),
+            network: network.to_owned(),
+            kubelet,
+        };
+        s.wait_operator_ready().await;
+        s
+    }
+
+    /// Waits until an operator pod of the namespace is Ready.
+    pub async fn wait_operator_ready(&self) {
+        let pods: Api<Pod> = Api::namespaced(self.admin.clone(), &self.ns);
+        let selector = "app.kubernetes.io/name=beacon-operator";
+        let ready = beacons::wait_for(
+            "the operator's pod Ready",
+            Duration::from_secs(300),
+            || async {
+                let list = pods
+                    .list(&ListParams::default().labels(selector))
+                    .await
+                    .ok()?;
+                list.items.into_iter().find(|p| {
+                    p.metadata.deletion_timestamp.is_none()
+                        && p.status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| {
+                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            })
+                })
+            },
+        )
+        .await;
+        if let Err(e) = ready {
+            let list = pods.list(&ListParams::default().labels(selector)).await;
+            let status = list
+                .map(|l| {
+                    l.items
+                        .iter()
+                        .map(|p| serde_json::to_string_pretty(&p.status).unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default();
+            self.fail(format!("{e}\n{status}")).await;
+        }
+    }
+
     /// Everything the kubelet ran in the namespace, for a failure message.
-    async fn logs(&self) -> String {
+    pub async fn logs(&self) -> String {
         let mut out = String::new();
         let pods: Api<Pod> = Api::namespaced(self.admin.clone(), &self.ns);
         if let Ok(list) = pods.list(&ListParams::default()).await {
@@ -51,7 +138,10 @@ impl Scenario {
                 }
             }
         }
-        for (what, api) in [("networks", &self.networks), ("ceremonies", &self.ceremonies)] {
+        for (what, api) in [
+            ("networks", &self.networks),
+            ("ceremonies", &self.ceremonies),
+        ] {
             if let Ok(list) = api.list(&ListParams::default()).await {
                 for o in list.items {
                     out.push_str(&format!(
@@ -65,33 +155,38 @@ impl Scenario {
         out
     }
 
-    async fn fail(&self, e: impl std::fmt::Display) -> ! {
+    pub async fn fail(&self, e: impl std::fmt::Display) -> ! {
         panic!("{e}\n{}", self.logs().await)
     }
 
-    async fn status(&self, api: &Api<DynamicObject>, name: &str) -> Value {
+    pub async fn status(&self, api: &Api<DynamicObject>, name: &str) -> Value {
         api.get(name)
             .await
             .map(|o| o.data["status"].clone())
             .unwrap_or(Value::Null)
     }
 
-    async fn wait_ceremony(&self, name: &str, phase: &str, timeout: Duration) -> Value {
-        let r = beacons::wait_for(&format!("BeaconCeremony {name} {phase}"), timeout, || async {
-            let s = self.status(&self.ceremonies, name).await;
-            let now = s["phase"].as_str().unwrap_or("Pending");
-            if now == phase {
-                return Some(s);
-            }
-            if ["Failed", "Aborted", "TimedOut"].contains(&now) && now != phase {
-                return Some(json!({ "unexpected": s }));
-            }
-            None
-        })
+    pub async fn wait_ceremony(&self, name: &str, phase: &str, timeout: Duration) -> Value {
+        let r = beacons::wait_for(
+            &format!("BeaconCeremony {name} {phase}"),
+            timeout,
+            || async {
+                let s = self.status(&self.ceremonies, name).await;
+                let now = s["phase"].as_str().unwrap_or("Pending");
+                if now == phase {
+                    return Some(s);
+                }
+                if ["Failed", "Aborted", "TimedOut"].contains(&now) && now != phase {
+                    return Some(json!({ "unexpected": s }));
+                }
+                None
+            },
+        )
         .await;
         match r {
             Ok(s) if s.get("unexpected").is_some() => {
-                self.fail(format!("ceremony {name} ended otherwise: {s}")).await
+                self.fail(format!("ceremony {name} ended otherwise: {s}"))
+                    .await
             }
             Ok(s) => s,
             Err(e) => self.fail(e).await,
@@ -99,9 +194,9 @@ impl Scenario {
     }
 
     /// Waits until the network reports at least `round`, and returns its status.
-    async fn wait_round(&self, round: u64, timeout: Duration) -> Value {
+    pub async fn wait_round(&self, round: u64, timeout: Duration) -> Value {
         match beacons::wait_for(&format!("round {round}"), timeout, || async {
-            let s = self.status(&self.networks, "testnet").await;
+            let s = self.status(&self.networks, &self.network).await;
             (s["latestRound"].as_u64().unwrap_or(0) >= round).then_some(s)
         })
         .await
@@ -111,34 +206,54 @@ impl Scenario {
         }
     }
 
-    async fn member_addr(&self, member: &str) -> SocketAddr {
-        match beacons::member_ip(&self.admin, &self.ns, "testnet", member).await {
+    pub async fn member_addr(&self, member: &str) -> SocketAddr {
+        match beacons::member_ip(&self.admin, &self.ns, &self.network, member).await {
             Ok(Some(ip)) => SocketAddr::new(ip, 8080),
             Ok(None) => self.fail(format!("member {member} has no pod IP")).await,
             Err(e) => self.fail(e).await,
         }
     }
 
-    /// The chain info and latest beacon served by `member`, verified.
-    async fn verified_latest(&self, member: &str) -> (ChainInfo, u64) {
-        let addr = self.member_addr(member).await;
-        let (code, info) = beacons::http_get(addr, "/info").await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(code, 200, "/info of {member}: {info}");
-        let info = ChainInfo::from_json(&info).unwrap_or_else(|e| panic!("/info of {member}: {e}: {info}"));
-        let (code, latest) = beacons::http_get(addr, "/public/latest")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(code, 200, "/public/latest of {member}: {latest}");
-        let value: Value = serde_json::from_str(&latest).unwrap_or_else(|e| panic!("{e}: {latest}"));
-        let beacon = PublishedBeacon::from_value(&value).unwrap_or_else(|e| panic!("{e}: {latest}"));
-        info.verify_beacon(&beacon)
-            .unwrap_or_else(|e| panic!("the beacon {member} serves does not verify: {e:?}: {latest}"));
+    /// The chain info and latest beacon served by `member`, verified. The member may be
+    /// starting (a new pod, a new address): asked again for up to a minute.
+    pub async fn verified_latest(&self, member: &str) -> (ChainInfo, u64) {
+        let fetched = beacons::wait_for(
+            &format!("/info and /public/latest of {member}"),
+            Duration::from_secs(60),
+            || async {
+                let ip = beacons::member_ip(&self.admin, &self.ns, &self.network, member)
+                    .await
+                    .ok()??;
+                let addr = SocketAddr::new(ip, 8080);
+                let (code, info) = beacons::http_get(addr, "/info").await.ok()?;
+                let (code2, latest) = beacons::http_get(addr, "/public/latest").await.ok()?;
+                (code == 200 && code2 == 200).then_some((info, latest))
+            },
+        )
+        .await;
+        let (info, latest) = match fetched {
+            Ok(x) => x,
+            Err(e) => self.fail(e).await,
+        };
+        let info = ChainInfo::from_json(&info)
+            .unwrap_or_else(|e| panic!("/info of {member}: {e}: {info}"));
+        let value: Value =
+            serde_json::from_str(&latest).unwrap_or_else(|e| panic!("{e}: {latest}"));
+        let beacon =
+            PublishedBeacon::from_value(&value).unwrap_or_else(|e| panic!("{e}: {latest}"));
+        info.verify_beacon(&beacon).unwrap_or_else(|e| {
+            panic!("the beacon {member} serves does not verify: {e:?}: {latest}")
+        });
         (info, beacon.beacon.round)
     }
 
-    async fn patch_network(&self, patch: Value) {
+    pub async fn patch_network(&self, patch: Value) {
         self.networks
-            .patch("testnet", &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                &self.network,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
             .unwrap_or_else(|e| panic!("patching the network: {e}"));
     }
@@ -146,63 +261,25 @@ impl Scenario {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_example_network_runs_heals_keeps_its_keys_and_reshares() {
-    let cp = common::shared_with_cert_manager().await;
-    let (_, kubelet) = common::kubelet().await;
-    let admin = common::client(cp).await;
-    let ns = common::namespace(&admin, "beacons").await;
-    let release = format!("op{:06x}", rand::random::<u32>() & 0xff_ffff);
-
-    // The images' programs are cargo builds of their own (minutes when cold): built first, so
-    // that the timeouts below measure the operator and the nodes, not the compiler.
-    for image in [
-        e2e::kubelet::images::beacon_operator_image(),
-        e2e::kubelet::images::beacon_node_image(),
-    ] {
-        let images = kubelet.images().clone();
-        tokio::task::spawn_blocking(move || images.resolve(&image).map(|_| ()))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    // The operator from the chart, watching this namespace only.
-    beacons::install_operator(cp.kubeconfig(), &release, &ns, Some(&ns), &[])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let s = Scenario::start("testnet").await;
+    let (admin, ns) = (s.admin.clone(), s.ns.clone());
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
-    let s = Scenario {
-        networks: Api::namespaced_with(admin.clone(), &ns, &beacons_resource("BeaconNetwork", "beaconnetworks")),
-        ceremonies: Api::namespaced_with(admin.clone(), &ns, &beacons_resource("BeaconCeremony", "beaconceremonies")),
-        admin: admin.clone(),
-        ns: ns.clone(),
-        kubelet,
-    };
-    let selector = format!("app.kubernetes.io/instance={release}");
-    let ready = beacons::wait_for("the operator's pod Ready", Duration::from_secs(300), || async {
-        let list = pods.list(&ListParams::default().labels(&selector)).await.ok()?;
-        list.items.into_iter().find(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-    })
-    .await;
-    if let Err(e) = ready {
-        let list = pods.list(&ListParams::default().labels(&selector)).await;
-        let status = list
-            .map(|l| l.items.iter().map(|p| serde_json::to_string_pretty(&p.status).unwrap_or_default()).collect::<Vec<_>>().join("\n"))
-            .unwrap_or_default();
-        s.fail(format!("{e}\n{status}")).await;
-    }
 
     // The example, as a user applies it.
-    let example = beacons::read_manifest(&beacons::example_path()).unwrap_or_else(|e| panic!("{e}"));
-    let applied = beacons::apply(&admin, &example, Some(&ns)).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(applied.contains(&"BeaconNetwork/testnet".to_owned()), "{applied:?}");
+    let example =
+        beacons::read_manifest(&beacons::example_path()).unwrap_or_else(|e| panic!("{e}"));
+    let applied = beacons::apply(&admin, &example, Some(&ns))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        applied.contains(&"BeaconNetwork/testnet".to_owned()),
+        "{applied:?}"
+    );
 
     // The ceremony completes, with every member's receipt and answer in its status.
-    let status = s.wait_ceremony("testnet-genesis", "Complete", Duration::from_secs(420)).await;
+    let status = s
+        .wait_ceremony("testnet-genesis", "Complete", Duration::from_secs(420))
+        .await;
     assert_eq!(status["epoch"], 1, "{status}");
     for m in MEMBERS {
         let member = &status["members"][m];
@@ -227,7 +304,11 @@ async fn the_example_network_runs_heals_keeps_its_keys_and_reshares() {
         Err(e) => s.fail(e).await,
     };
     for m in MEMBERS {
-        assert_eq!(st["members"][m]["version"], env!("CARGO_PKG_VERSION"), "{st}");
+        assert_eq!(
+            st["members"][m]["version"],
+            env!("CARGO_PKG_VERSION"),
+            "{st}"
+        );
         assert_eq!(st["members"][m]["shareEpoch"], 1, "{st}");
     }
     // threshold 3 of 4: one failure from a stalled chain, and the status says so.
@@ -247,18 +328,25 @@ async fn the_example_network_runs_heals_keeps_its_keys_and_reshares() {
     assert!(row["Round"].as_u64().unwrap_or(0) >= 2, "{row:?}");
 
     // A deleted member pod heals: a new pod, the member healthy again.
-    let old = pods.get("testnet-bob-0").await.unwrap_or_else(|e| panic!("{e}"));
+    let old = pods
+        .get("testnet-bob-0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     pods.delete("testnet-bob-0", &DeleteParams::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let healed = beacons::wait_for("bob's new pod healthy", Duration::from_secs(180), || async {
-        let p = pods.get("testnet-bob-0").await.ok()?;
-        if p.uid() == old.uid() {
-            return None;
-        }
-        let st = s.status(&s.networks, "testnet").await;
-        (st["members"]["bob"]["healthy"] == true).then_some(())
-    })
+    let healed = beacons::wait_for(
+        "bob's new pod healthy",
+        Duration::from_secs(180),
+        || async {
+            let p = pods.get("testnet-bob-0").await.ok()?;
+            if p.uid() == old.uid() {
+                return None;
+            }
+            let st = s.status(&s.networks, "testnet").await;
+            (st["members"]["bob"]["healthy"] == true).then_some(())
+        },
+    )
     .await;
     if let Err(e) = healed {
         s.fail(e).await;
@@ -284,11 +372,15 @@ async fn the_example_network_runs_heals_keeps_its_keys_and_reshares() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let sets: Api<StatefulSet> = Api::namespaced(admin.clone(), &ns);
-    let gone = beacons::wait_for("the network and its StatefulSets gone", Duration::from_secs(120), || async {
-        let net = s.networks.get_opt("testnet").await.ok()?;
-        let left = sets.list(&ListParams::default()).await.ok()?.items.len();
-        (net.is_none() && left == 0).then_some(())
-    })
+    let gone = beacons::wait_for(
+        "the network and its StatefulSets gone",
+        Duration::from_secs(120),
+        || async {
+            let net = s.networks.get_opt("testnet").await.ok()?;
+            let left = sets.list(&ListParams::default()).await.ok()?.items.len();
+            (net.is_none() && left == 0).then_some(())
+        },
+    )
     .await;
     if let Err(e) = gone {
         s.fail(e).await;
@@ -310,15 +402,30 @@ async fn the_example_network_runs_heals_keeps_its_keys_and_reshares() {
         .filter(|d| d["kind"] == "BeaconNetwork")
         .cloned()
         .collect();
-    beacons::apply(&admin, &network_doc, Some(&ns)).await.unwrap_or_else(|e| panic!("{e}"));
-    let back = s.wait_round(round_before + 2, Duration::from_secs(240)).await;
-    assert_eq!(back["chainHash"].as_str(), Some(chain_hash.as_str()), "{back}");
+    beacons::apply(&admin, &network_doc, Some(&ns))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let back = s
+        .wait_round(round_before + 2, Duration::from_secs(240))
+        .await;
+    assert_eq!(
+        back["chainHash"].as_str(),
+        Some(chain_hash.as_str()),
+        "{back}"
+    );
     let (info, round) = s.verified_latest("dave").await;
     assert_eq!(info.hash_hex(), chain_hash);
     assert!(round > round_before);
     for (m, uid) in &keys_before {
-        let secret = secrets.get(&format!("testnet-{m}-key")).await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(&secret.uid(), uid, "{m}'s key Secret was replaced on re-apply");
+        let secret = secrets
+            .get(&format!("testnet-{m}-key"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            &secret.uid(),
+            uid,
+            "{m}'s key Secret was replaced on re-apply"
+        );
     }
 
     // A reshare: erin joins, dave leaves; the chain hash stays.
@@ -345,17 +452,27 @@ async fn the_example_network_runs_heals_keeps_its_keys_and_reshares() {
         .create(&PostParams::default(), &reshare)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let status = s.wait_ceremony("swap-dave-for-erin", "Complete", Duration::from_secs(480)).await;
+    let status = s
+        .wait_ceremony("swap-dave-for-erin", "Complete", Duration::from_secs(480))
+        .await;
     assert_eq!(status["epoch"], 2, "{status}");
     let group: BTreeSet<&str> = status["lastCompleteEpoch"]["members"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    assert_eq!(group, BTreeSet::from(["alice", "bob", "carol", "erin"]), "{status}");
-    let joined = beacons::wait_for("erin serving the chain", Duration::from_secs(240), || async {
-        let st = s.status(&s.networks, "testnet").await;
-        (st["members"]["erin"]["healthy"] == true).then_some(st)
-    })
+    assert_eq!(
+        group,
+        BTreeSet::from(["alice", "bob", "carol", "erin"]),
+        "{status}"
+    );
+    let joined = beacons::wait_for(
+        "erin serving the chain",
+        Duration::from_secs(240),
+        || async {
+            let st = s.status(&s.networks, "testnet").await;
+            (st["members"]["erin"]["healthy"] == true).then_some(st)
+        },
+    )
     .await;
     let st = match joined {
         Ok(st) => st,
@@ -369,9 +486,17 @@ async fn the_example_network_runs_heals_keeps_its_keys_and_reshares() {
         { "name": "alice" }, { "name": "bob" }, { "name": "carol" }, { "name": "erin" },
     ] } }))
     .await;
-    let pruned = beacons::wait_for("dave's StatefulSet removed", Duration::from_secs(60), || async {
-        sets.get_opt("testnet-dave").await.ok()?.is_none().then_some(())
-    })
+    let pruned = beacons::wait_for(
+        "dave's StatefulSet removed",
+        Duration::from_secs(60),
+        || async {
+            sets.get_opt("testnet-dave")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
     .await;
     if let Err(e) = pruned {
         s.fail(e).await;

@@ -86,7 +86,12 @@ pub fn previous_group(
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatusDoc {
     pub address: String,
+    /// The protocol version it speaks to peers (drand's, for the compatibility window).
     pub version: String,
+    /// The version of this build of beacon-node (what an upgrade changes). Empty from a node
+    /// that predates the field.
+    #[serde(default)]
+    pub build: String,
     pub beacon_id: Option<String>,
     pub chain_hash: Option<String>,
     pub last_round: Option<u64>,
@@ -272,6 +277,7 @@ impl ControlService {
             return NodeStatusDoc {
                 address,
                 version: self.version.to_string(),
+                build: crate::build_version(),
                 beacon_id: None,
                 chain_hash: None,
                 last_round: None,
@@ -300,6 +306,7 @@ impl ControlService {
         NodeStatusDoc {
             address,
             version: self.version.to_string(),
+            build: crate::build_version(),
             beacon_id: Some(rt.info().beacon_id.clone()),
             chain_hash: Some(rt.info().hash_hex()),
             last_round: Some(last),
@@ -417,7 +424,9 @@ impl Control for ControlService {
             .load_group()
             .map_err(|e| Status::internal(e.to_string()))?
             .value;
-        let toml = group.to_toml().map_err(|e| Status::internal(e.to_string()))?;
+        let toml = group
+            .to_toml()
+            .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(GroupFileReply { toml }))
     }
 }

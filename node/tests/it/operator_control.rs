@@ -359,6 +359,9 @@ fn operator_listener_runs_ceremonies_and_refuses_everyone_else() {
     );
     let st = rt.block_on(ops[3].node_status()).expect("node status");
     assert_eq!(st.threshold, Some(3), "{st:?}");
+    // The build's version (what the operator's rollouts see) beside the protocol's.
+    assert_eq!(st.build, env!("CARGO_PKG_VERSION"), "{st:?}");
+    assert_eq!(st.version, "2.1.0", "{st:?}");
 }
 
 /// `beacon-node start` with one operator flag but not the other, with the peers' CA as the

@@ -9,9 +9,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -38,7 +39,11 @@ const RUN_AS: i64 = 65532;
 /// Secret files: read by the owner only (the kubelet adds group read for `fsGroup`).
 const SECRET_MODE: i32 = 0o400;
 
-pub fn stateful_set(network: &ValidNetwork, member: &LocalMember, cluster: &Cluster) -> StatefulSet {
+pub fn stateful_set(
+    network: &ValidNetwork,
+    member: &LocalMember,
+    cluster: &Cluster,
+) -> StatefulSet {
     let name = names::member_object(&network.name, &member.name);
     let labels = labels::member_labels(&network.name, &member.name);
     StatefulSet {

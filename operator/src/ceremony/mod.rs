@@ -13,9 +13,7 @@ use beacon_crds::network::RolloutPhase;
 use beacon_crds::validate::validate_ceremony_for;
 use beacon_crds::{BeaconCeremony, BeaconCeremonyStatus, BeaconNetwork};
 use beacon_node::control::proto::command_request::Command as Cmd;
-use beacon_node::control::proto::{
-    Abort, Accept, Execute, InitialProposal, Join, ReshareProposal,
-};
+use beacon_node::control::proto::{Abort, Accept, Execute, InitialProposal, Join, ReshareProposal};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
@@ -131,8 +129,14 @@ async fn apply(ceremony: Arc<BeaconCeremony>, ctx: Arc<Context>) -> Result<Actio
     if let Err(e) = validate_ceremony_for(&ceremony, &network) {
         let text = e.to_string();
         if status.failure_reason.as_deref() != Some(text.as_str()) {
-            ctx.event(ceremony.as_ref(), true, "InvalidSpec", "Validate", text.clone())
-                .await;
+            ctx.event(
+                ceremony.as_ref(),
+                true,
+                "InvalidSpec",
+                "Validate",
+                text.clone(),
+            )
+            .await;
         }
         status.failure_reason = Some(text);
         write_status(&ctx, &ns, &name, &status).await?;
@@ -160,7 +164,11 @@ async fn apply(ceremony: Arc<BeaconCeremony>, ctx: Arc<Context>) -> Result<Actio
                     names::tls_secret(&valid.name, &member)
                 ))),
                 Some(ep) => {
-                    let r = ctx.controls.dkg_status(&ep).await.map_err(|e| e.to_string());
+                    let r = ctx
+                        .controls
+                        .dkg_status(&ep)
+                        .await
+                        .map_err(|e| e.to_string());
                     if pending && r.is_ok() {
                         version = ctx.controls.node_status(&ep).await.ok().map(|d| d.version);
                     }
@@ -190,8 +198,7 @@ async fn apply(ceremony: Arc<BeaconCeremony>, ctx: Arc<Context>) -> Result<Actio
         .iter()
         .filter(|c| c.spec.network == ceremony.spec.network && c.name_any() != name)
         .filter(|c| {
-            !c.spec.abort
-                && !is_terminal(c.status.as_ref().map(|s| s.phase).unwrap_or_default())
+            !c.spec.abort && !is_terminal(c.status.as_ref().map(|s| s.phase).unwrap_or_default())
         })
         .filter(|c| {
             (c.metadata.creation_timestamp.clone(), c.name_any())
@@ -246,9 +253,20 @@ async fn apply(ceremony: Arc<BeaconCeremony>, ctx: Arc<Context>) -> Result<Actio
         if let Err(e) = ctx.controls.command(ep, to_proto(command)).await {
             let text = format!("{} on {member}: {e}", command_name(command));
             tracing::warn!(ceremony = %name, error = %text, "command failed");
-            ctx.event(ceremony.as_ref(), true, "CommandFailed", command_name(command), text.clone())
-                .await;
-            if matches!(command, Command::ProposeInitial { .. } | Command::ProposeReshare { .. } | Command::Execute { .. }) {
+            ctx.event(
+                ceremony.as_ref(),
+                true,
+                "CommandFailed",
+                command_name(command),
+                text.clone(),
+            )
+            .await;
+            if matches!(
+                command,
+                Command::ProposeInitial { .. }
+                    | Command::ProposeReshare { .. }
+                    | Command::Execute { .. }
+            ) {
                 decided.status = status.clone();
                 decided.status.failure_reason = Some(text);
                 decided.events.clear();
@@ -262,8 +280,14 @@ async fn apply(ceremony: Arc<BeaconCeremony>, ctx: Arc<Context>) -> Result<Actio
         ));
     }
     for (warning, reason, note) in &decided.events {
-        ctx.event(ceremony.as_ref(), *warning, reason, "Ceremony", note.clone())
-            .await;
+        ctx.event(
+            ceremony.as_ref(),
+            *warning,
+            reason,
+            "Ceremony",
+            note.clone(),
+        )
+        .await;
     }
     record_phase(&ctx, &ns, &name, decided.status.phase);
     write_status(&ctx, &ns, &name, &decided.status).await?;
@@ -280,7 +304,10 @@ async fn current_group(
     members: &[MemberObs],
     endpoints: &std::collections::BTreeMap<String, Endpoint>,
 ) -> Option<String> {
-    for m in members.iter().filter(|m| m.local && m.role == Role::Remaining) {
+    for m in members
+        .iter()
+        .filter(|m| m.local && m.role == Role::Remaining)
+    {
         if let Some(ep) = endpoints.get(&m.name) {
             if let Ok(toml) = ctx.controls.group_file(ep).await {
                 return Some(toml);
@@ -381,7 +408,9 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(kerr(format!("writing the status of BeaconCeremony {ns}/{name}")))?;
+    .map_err(kerr(format!(
+        "writing the status of BeaconCeremony {ns}/{name}"
+    )))?;
     Ok(())
 }
 
@@ -390,7 +419,15 @@ async fn cleanup(ceremony: Arc<BeaconCeremony>, ctx: Arc<Context>) -> Result<Act
     let ns = ceremony.namespace().unwrap_or_default();
     let name = ceremony.name_any();
     let status = ceremony.status.clone().unwrap_or_default();
-    for p in ["Pending", "Proposed", "Executing", "Complete", "Aborted", "TimedOut", "Failed"] {
+    for p in [
+        "Pending",
+        "Proposed",
+        "Executing",
+        "Complete",
+        "Aborted",
+        "TimedOut",
+        "Failed",
+    ] {
         let _ = ctx
             .metrics
             .ceremony_phase
@@ -403,7 +440,10 @@ async fn cleanup(ceremony: Arc<BeaconCeremony>, ctx: Arc<Context>) -> Result<Act
     let Some(network) = networks
         .get_opt(&ceremony.spec.network)
         .await
-        .map_err(kerr(format!("reading BeaconNetwork {ns}/{}", ceremony.spec.network)))?
+        .map_err(kerr(format!(
+            "reading BeaconNetwork {ns}/{}",
+            ceremony.spec.network
+        )))?
     else {
         return Ok(Action::await_change());
     };
@@ -428,14 +468,29 @@ async fn cleanup(ceremony: Arc<BeaconCeremony>, ctx: Arc<Context>) -> Result<Act
             });
             match ctx.controls.command(&ep, abort).await {
                 Ok(_) => {
-                    ctx.event(ceremony.as_ref(), false, "Aborted", "Abort", format!("deleted while {:?}: aborted on the leader {}", status.phase, leader.name)).await;
+                    ctx.event(
+                        ceremony.as_ref(),
+                        false,
+                        "Aborted",
+                        "Abort",
+                        format!(
+                            "deleted while {:?}: aborted on the leader {}",
+                            status.phase, leader.name
+                        ),
+                    )
+                    .await;
                 }
                 // Already ended on the node (the abort is refused): nothing to undo.
                 Err(e) if crate::control::client::is_refusal(&e) => {}
-                Err(e) => return Err(Error::Finalizer {
-                    object: format!("BeaconCeremony {ns}/{name}"),
-                    reason: format!("cannot abort it on the leader {}: {e}; retrying", leader.name),
-                }),
+                Err(e) => {
+                    return Err(Error::Finalizer {
+                        object: format!("BeaconCeremony {ns}/{name}"),
+                        reason: format!(
+                            "cannot abort it on the leader {}: {e}; retrying",
+                            leader.name
+                        ),
+                    })
+                }
             }
         }
     }

@@ -194,10 +194,10 @@ pub fn plan(o: &Observed<'_>) -> Plan {
         };
     }
     let fail = |status: &mut BeaconCeremonyStatus,
-                    events: &mut Vec<(bool, &'static str, String)>,
-                    phase: CeremonyPhase,
-                    reason: &'static str,
-                    note: String| {
+                events: &mut Vec<(bool, &'static str, String)>,
+                phase: CeremonyPhase,
+                reason: &'static str,
+                note: String| {
         status.phase = phase;
         status.failure_reason = Some(note.clone());
         events.push((true, reason, note));
@@ -231,10 +231,7 @@ pub fn plan(o: &Observed<'_>) -> Plan {
     let leader_report = match &leader.report {
         Some(Ok(doc)) => doc,
         Some(Err(e)) => {
-            status.failure_reason = Some(format!(
-                "waiting for the leader {}: {e}",
-                leader.name
-            ));
+            status.failure_reason = Some(format!("waiting for the leader {}: {e}", leader.name));
             return Plan {
                 commands,
                 status,
@@ -287,13 +284,21 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                 status.failure_reason = Some(format!(
                     "waiting for BeaconCeremony {other} of the same network to finish"
                 ));
-                return Plan { commands, status, events };
+                return Plan {
+                    commands,
+                    status,
+                    events,
+                };
             }
             if o.rollout_in_progress {
                 status.failure_reason = Some(
                     "waiting for the network's rollout to finish (ceremonies and rollouts exclude each other)".into(),
                 );
-                return Plan { commands, status, events };
+                return Plan {
+                    commands,
+                    status,
+                    events,
+                };
             }
             match (o.spec.kind, complete_epoch) {
                 (CeremonyKind::Initial, Some(e)) => {
@@ -301,14 +306,22 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                         "the leader {} already completed epoch {e}: the network has a chain; use kind Reshare to change its group",
                         leader.name
                     ));
-                    return Plan { commands, status, events };
+                    return Plan {
+                        commands,
+                        status,
+                        events,
+                    };
                 }
                 (CeremonyKind::Reshare, None) => {
                     fail(&mut status, &mut events, CeremonyPhase::Failed, "NoChain", format!(
                         "the leader {} has no complete epoch: a reshare needs a chain; run an Initial ceremony first",
                         leader.name
                     ));
-                    return Plan { commands, status, events };
+                    return Plan {
+                        commands,
+                        status,
+                        events,
+                    };
                 }
                 _ => {}
             }
@@ -328,18 +341,25 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                     "preflight: waiting for members to answer on their control listeners: {}; nothing was proposed",
                     down.join(", ")
                 ));
-                return Plan { commands, status, events };
+                return Plan {
+                    commands,
+                    status,
+                    events,
+                };
             }
             if let Some(why) = incompatible_versions(&o.members) {
                 status.failure_reason = Some(format!("preflight: {why}; nothing was proposed"));
-                return Plan { commands, status, events };
+                return Plan {
+                    commands,
+                    status,
+                    events,
+                };
             }
             let epoch = complete_epoch.unwrap_or(0) + 1;
             let cur = &leader_report.current;
             let cur_state = state_of(cur);
-            let in_progress = cur_state.is_some_and(|s| {
-                s.is_proposal_phase() || s == NodeState::Executing
-            });
+            let in_progress =
+                cur_state.is_some_and(|s| s.is_proposal_phase() || s == NodeState::Executing);
             if in_progress && cur.epoch == epoch {
                 if same_terms(o.spec, cur, &o.members) {
                     // Proposed before a restart of the operator: adopt it.
@@ -350,13 +370,21 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                     };
                     status.epoch = Some(epoch);
                     status.failure_reason = None;
-                    return Plan { commands, status, events };
+                    return Plan {
+                        commands,
+                        status,
+                        events,
+                    };
                 }
                 status.failure_reason = Some(format!(
                     "the leader {} has another ceremony in progress (epoch {}, state {}): abort it (`beacon-node dkg abort` on the leader) or wait until its window closes",
                     leader.name, cur.epoch, cur.state
                 ));
-                return Plan { commands, status, events };
+                return Plan {
+                    commands,
+                    status,
+                    events,
+                };
             }
             let address_of = |role: Role| -> Vec<String> {
                 o.members
@@ -392,14 +420,22 @@ pub fn plan(o: &Observed<'_>) -> Plan {
             events.push((
                 false,
                 "Proposed",
-                format!("epoch {epoch} proposed by {} to {} members", leader.name, o.members.len()),
+                format!(
+                    "epoch {epoch} proposed by {} to {} members",
+                    leader.name,
+                    o.members.len()
+                ),
             ));
         }
         CeremonyPhase::Proposed | CeremonyPhase::Executing => {
             let Some(epoch) = status.epoch else {
                 // A status without an epoch past Pending cannot be followed: start over.
                 status.phase = CeremonyPhase::Pending;
-                return Plan { commands, status, events };
+                return Plan {
+                    commands,
+                    status,
+                    events,
+                };
             };
             if complete_epoch == Some(epoch) {
                 let waiting: Vec<&str> = o
@@ -412,7 +448,11 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                 if waiting.is_empty() {
                     status.phase = CeremonyPhase::Complete;
                     status.failure_reason = None;
-                    events.push((false, "Complete", format!("epoch {epoch} is complete: every member holds its share")));
+                    events.push((
+                        false,
+                        "Complete",
+                        format!("epoch {epoch} is complete: every member holds its share"),
+                    ));
                 } else {
                     status.phase = CeremonyPhase::Executing;
                     status.failure_reason = Some(format!(
@@ -420,7 +460,11 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                         waiting.join(", ")
                     ));
                 }
-                return Plan { commands, status, events };
+                return Plan {
+                    commands,
+                    status,
+                    events,
+                };
             }
             let cur = &leader_report.current;
             if cur.epoch == epoch {
@@ -431,11 +475,25 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                             "the window closed before the ceremony completed; members without an answer: {}",
                             if unanswered.is_empty() { "none".to_owned() } else { unanswered.join(", ") }
                         ));
-                        return Plan { commands, status, events };
+                        return Plan {
+                            commands,
+                            status,
+                            events,
+                        };
                     }
                     Some(NodeState::Aborted) => {
-                        fail(&mut status, &mut events, CeremonyPhase::Aborted, "Aborted", "the leader's node reports the ceremony aborted".into());
-                        return Plan { commands, status, events };
+                        fail(
+                            &mut status,
+                            &mut events,
+                            CeremonyPhase::Aborted,
+                            "Aborted",
+                            "the leader's node reports the ceremony aborted".into(),
+                        );
+                        return Plan {
+                            commands,
+                            status,
+                            events,
+                        };
                     }
                     Some(NodeState::Failed) => {
                         fail(&mut status, &mut events, CeremonyPhase::Failed, "Failed", format!(
@@ -444,12 +502,20 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                             cur.failure.as_ref().map_or(String::new(), |f| format!(": {f}")),
                             complete_epoch.map_or("none".to_owned(), |e| e.to_string())
                         ));
-                        return Plan { commands, status, events };
+                        return Plan {
+                            commands,
+                            status,
+                            events,
+                        };
                     }
                     Some(NodeState::Executing) => {
                         status.phase = CeremonyPhase::Executing;
                         status.failure_reason = None;
-                        return Plan { commands, status, events };
+                        return Plan {
+                            commands,
+                            status,
+                            events,
+                        };
                     }
                     _ => {}
                 }
@@ -458,12 +524,21 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                     "the leader {} reports epoch {} ({}), not this ceremony's epoch {epoch}",
                     leader.name, cur.epoch, cur.state
                 ));
-                return Plan { commands, status, events };
+                return Plan {
+                    commands,
+                    status,
+                    events,
+                };
             }
             // Answer for the members the operator runs.
-            for m in o.members.iter().filter(|m| m.local && m.name != leader.name) {
+            for m in o
+                .members
+                .iter()
+                .filter(|m| m.local && m.name != leader.name)
+            {
                 let Some(Ok(doc)) = &m.report else { continue };
-                if doc.current.epoch != epoch || state_of(&doc.current) != Some(NodeState::Proposed) {
+                if doc.current.epoch != epoch || state_of(&doc.current) != Some(NodeState::Proposed)
+                {
                     continue;
                 }
                 match m.role {
@@ -488,10 +563,18 @@ pub fn plan(o: &Observed<'_>) -> Plan {
                     });
                     status.phase = CeremonyPhase::Executing;
                     status.failure_reason = None;
-                    events.push((false, "Executing", format!(
-                        "every member answered{}: the DKG of epoch {epoch} runs",
-                        if unanswered.is_empty() { String::new() } else { format!(" but {} (beacons.dev/execute)", unanswered.join(", ")) }
-                    )));
+                    events.push((
+                        false,
+                        "Executing",
+                        format!(
+                            "every member answered{}: the DKG of epoch {epoch} runs",
+                            if unanswered.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" but {} (beacons.dev/execute)", unanswered.join(", "))
+                            }
+                        ),
+                    ));
                 } else {
                     status.failure_reason = Some(format!(
                         "waiting for answers from {} (external members answer through their own operators; set the annotation beacons.dev/execute to run with the answers there are)",
@@ -516,11 +599,17 @@ fn incompatible_versions(members: &[MemberObs]) -> Option<String> {
     let versions: Vec<(&str, &str, Option<Version>)> = members
         .iter()
         .filter(|m| m.local && m.role != Role::Leaving)
-        .filter_map(|m| m.version.as_deref().map(|v| (m.name.as_str(), v, Version::parse(v))))
+        .filter_map(|m| {
+            m.version
+                .as_deref()
+                .map(|v| (m.name.as_str(), v, Version::parse(v)))
+        })
         .collect();
     for (name, text, v) in &versions {
         if v.is_none() {
-            return Some(format!("member {name} reports version {text:?}, which is not MAJOR.MINOR.PATCH"));
+            return Some(format!(
+                "member {name} reports version {text:?}, which is not MAJOR.MINOR.PATCH"
+            ));
         }
     }
     for (i, (a, av, a_v)) in versions.iter().enumerate() {

@@ -224,6 +224,9 @@ mod tests {
         }
         let e = ControlCa::from_secret(DEFAULT_SECRET, &secret).expect_err("incomplete");
         let text = e.to_string();
-        assert!(text.contains("ca.key") && text.contains("never rewrites"), "{text}");
+        assert!(
+            text.contains("ca.key") && text.contains("never rewrites"),
+            "{text}"
+        );
     }
 }

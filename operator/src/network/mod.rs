@@ -29,8 +29,8 @@ use self::observe::{CeremonyView, MemberView, NetworkView, PodView, TEMPLATE_HAS
 use crate::build::{self, MemberObjects};
 use crate::certmanager::Certificate;
 use crate::context::{Context, MANAGER};
-use crate::error::{is_conflict, kube as kerr, Error, Result};
 use crate::control::client::Endpoint;
+use crate::error::{is_conflict, kube as kerr, Error, Result};
 use crate::health::Target;
 use crate::keys::{self, KeyDecision, SecretState, ShareState};
 use crate::labels;
@@ -93,15 +93,24 @@ fn requeue(network: &ValidNetwork) -> Action {
 }
 
 fn key(network: &BeaconNetwork) -> (String, String) {
-    (
-        network.namespace().unwrap_or_default(),
-        network.name_any(),
-    )
+    (network.namespace().unwrap_or_default(), network.name_any())
 }
 
 async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action> {
     let ns = network.namespace().unwrap_or_default();
     let name = network.name_any();
+    // The watch cache may not have seen our own last status write yet (a reconcile triggered
+    // by the pod we just deleted can come first). The rollout planner must start from what
+    // was recorded last, or it loses the revision to roll back to: read the object itself.
+    let api: Api<BeaconNetwork> = Api::namespaced(ctx.client.clone(), &ns);
+    let network = match api
+        .get_opt(&name)
+        .await
+        .map_err(kerr(format!("reading BeaconNetwork {ns}/{name}")))?
+    {
+        Some(fresh) => Arc::new(fresh),
+        None => return Ok(Action::await_change()),
+    };
     let valid = match validate(&network) {
         Ok(v) => v,
         Err(e) => {
@@ -151,7 +160,8 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
             KeyDecision::Keep => {}
             KeyDecision::Create => {
                 let address = names::peer_address(&name, &member.name, &ns, &ctx.cluster.domain);
-                let owner = (valid.deletion_policy == DeletionPolicy::Delete).then(|| valid.owner.clone());
+                let owner =
+                    (valid.deletion_policy == DeletionPolicy::Delete).then(|| valid.owner.clone());
                 let secret = keys::new_key_secret(
                     &name,
                     &ns,
@@ -168,7 +178,10 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
                             false,
                             "KeyCreated",
                             "CreateKey",
-                            format!("member {}: new key pair in Secret {secret_name} for {address}", member.name),
+                            format!(
+                                "member {}: new key pair in Secret {secret_name} for {address}",
+                                member.name
+                            ),
                         )
                         .await;
                     }
@@ -186,8 +199,14 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
                     .and_then(|m| m.message.as_deref())
                     == Some(text.as_str());
                 if !already {
-                    ctx.event(network.as_ref(), true, "KeyRefused", "CheckKey", text.clone())
-                        .await;
+                    ctx.event(
+                        network.as_ref(),
+                        true,
+                        "KeyRefused",
+                        "CheckKey",
+                        text.clone(),
+                    )
+                    .await;
                 }
                 refused.insert(member.name.clone(), text);
             }
@@ -195,21 +214,16 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
     }
 
     // The operator's control CA, for the members' --operator-ca.
-    let mut ca_map = ctx.ca.config_map(
-        &names::operator_ca_config_map(&name),
-        &ns,
-        &name,
-    );
+    let mut ca_map = ctx
+        .ca
+        .config_map(&names::operator_ca_config_map(&name), &ns, &name);
     ca_map.metadata.owner_references = Some(vec![valid.owner.clone()]);
     ssa::<ConfigMap>(&ctx, &ns, &ca_map, "the operator CA ConfigMap").await?;
 
     // Build.
     let mut objects = build::build(&valid, &ctx.cluster);
-    let existing_sets: BTreeMap<String, &StatefulSet> = set_list
-        .items
-        .iter()
-        .map(|s| (s.name_any(), s))
-        .collect();
+    let existing_sets: BTreeMap<String, &StatefulSet> =
+        set_list.items.iter().map(|s| (s.name_any(), s)).collect();
     let mut views = Vec::new();
     for m in &mut objects.members {
         let desired = stamp_revision(&mut m.stateful_set);
@@ -276,6 +290,14 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
             apply_member(&ctx, &ns, m).await?;
         }
     }
+    if plan.changes_a_member() || plan.new_halt.is_some() {
+        tracing::info!(network = %format!("{ns}/{name}"), decision = %plan.decision, reason = %plan.reason, "rollout step");
+    }
+    if plan.changes_a_member() {
+        // Write-ahead: what the change is (and the revision to roll back to) is recorded
+        // before the change is made, so that a failure between the two cannot lose it.
+        record_rollout(&ctx, &ns, &name, &plan.status).await?;
+    }
     rollout::carry_out(&ctx, &network, &valid, &plan, &objects.members).await?;
     let halted = (plan.status.phase == beacon_crds::network::RolloutPhase::Halted).then(|| {
         (
@@ -300,6 +322,10 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
                 names::member_host(&name, &m.name, &ns, &ctx.cluster.domain)
             ),
             control: control_endpoint(&ctx, &valid, &m.name).await?,
+            incarnation: view
+                .member(&m.name)
+                .map(|v| format!("{}/{}", v.pod.uid, v.pod.restarts))
+                .unwrap_or_default(),
         });
     }
     ctx.health.watch(
@@ -538,6 +564,23 @@ where
     Ok(())
 }
 
+/// A merge patch of `status.rollout` alone (the full status follows in the same reconcile).
+async fn record_rollout(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    rollout: &beacon_crds::network::RolloutStatus,
+) -> Result<()> {
+    let api: Api<BeaconNetwork> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({ "status": { "rollout": rollout } });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(kerr(format!(
+            "recording the rollout of BeaconNetwork {ns}/{name}"
+        )))?;
+    Ok(())
+}
+
 async fn write_status(
     ctx: &Context,
     ns: &str,
@@ -556,7 +599,9 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(kerr(format!("writing the status of BeaconNetwork {ns}/{name}")))?;
+    .map_err(kerr(format!(
+        "writing the status of BeaconNetwork {ns}/{name}"
+    )))?;
     Ok(())
 }
 
@@ -577,16 +622,23 @@ async fn invalid(network: &BeaconNetwork, ctx: &Context, message: String) -> Res
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut status = previous;
     status.observed_generation = network.metadata.generation;
-    status.conditions.retain(|c| c.type_ != "Degraded" && c.type_ != "Ready");
-    for (type_, value, reason) in [("Degraded", "True", "InvalidSpec"), ("Ready", "False", "InvalidSpec")] {
-        status.conditions.push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-            type_: type_.into(),
-            status: value.into(),
-            reason: reason.into(),
-            message: message.clone(),
-            observed_generation: network.metadata.generation,
-            last_transition_time: now.clone(),
-        });
+    status
+        .conditions
+        .retain(|c| c.type_ != "Degraded" && c.type_ != "Ready");
+    for (type_, value, reason) in [
+        ("Degraded", "True", "InvalidSpec"),
+        ("Ready", "False", "InvalidSpec"),
+    ] {
+        status
+            .conditions
+            .push(k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: type_.into(),
+                status: value.into(),
+                reason: reason.into(),
+                message: message.clone(),
+                observed_generation: network.metadata.generation,
+                last_transition_time: now.clone(),
+            });
     }
     write_status(ctx, &ns, &name, &status).await
 }
@@ -611,7 +663,11 @@ fn record_metrics(ctx: &Context, network: &ValidNetwork, status: &BeaconNetworkS
         .with_label_values(&labels)
         .set(v(status.lag.unwrap_or(0)));
     for (member, s) in &status.members {
-        let l = [network.namespace.as_str(), network.name.as_str(), member.as_str()];
+        let l = [
+            network.namespace.as_str(),
+            network.name.as_str(),
+            member.as_str(),
+        ];
         m.member_healthy
             .with_label_values(&l)
             .set(i64::from(s.healthy));

@@ -24,6 +24,8 @@ pub struct PodView {
     pub revision: Option<String>,
     /// Container restarts.
     pub restarts: i32,
+    /// The pod's uid (empty without a pod).
+    pub uid: String,
     /// Why the container is waiting (CrashLoopBackOff, ErrImagePull, ...), with the message.
     pub waiting: Option<(String, String)>,
 }
@@ -62,6 +64,7 @@ impl PodView {
                 .and_then(|a| a.get(TEMPLATE_HASH))
                 .cloned(),
             restarts: container.map_or(0, |c| c.restart_count),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
             waiting,
         }
     }

@@ -39,7 +39,9 @@ fn keeps_up(network: &ValidNetwork, view: &NetworkView, name: &str, head: Option
     };
     match (h.round, head) {
         (Some(r), Some(head)) => {
-            m.pod.ready && h.reachable && head.saturating_sub(r) <= u64::from(network.upgrade.max_lag_rounds)
+            m.pod.ready
+                && h.reachable
+                && head.saturating_sub(r) <= u64::from(network.upgrade.max_lag_rounds)
         }
         _ => false,
     }
@@ -147,7 +149,10 @@ pub async fn carry_out(
                 false,
                 "MemberUpdating",
                 "Rollout",
-                format!("member {member}: revision {} -> {to}; its pod is replaced", from.as_deref().unwrap_or("(applied)")),
+                format!(
+                    "member {member}: revision {} -> {to}; its pod is replaced",
+                    from.as_deref().unwrap_or("(applied)")
+                ),
             )
             .await;
         }
@@ -177,9 +182,13 @@ pub async fn carry_out(
                 "metadata": { "name": name },
                 "spec": { "template": template },
             });
-            api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-                .await
-                .map_err(kerr(format!("rolling back StatefulSet {ns}/{name}")))?;
+            api.patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(kerr(format!("rolling back StatefulSet {ns}/{name}")))?;
             replace_pod(ctx, valid, member).await?;
             ctx.event(
                 network,
@@ -197,8 +206,14 @@ pub async fn carry_out(
             .rollout_halts_total
             .with_label_values(&[ns, &valid.name, reason.as_str()])
             .inc();
-        ctx.event(network, true, "UpgradeHalted", "Rollout", plan.reason.clone())
-            .await;
+        ctx.event(
+            network,
+            true,
+            "UpgradeHalted",
+            "Rollout",
+            plan.reason.clone(),
+        )
+        .await;
     }
     if let Some(approval) = &plan.clear_approval {
         clear_approval(ctx, valid, approval).await?;
@@ -232,7 +247,9 @@ async fn previous_template(
     let list = api
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(kerr(format!("listing the ControllerRevisions of member {member}")))?;
+        .map_err(kerr(format!(
+            "listing the ControllerRevisions of member {member}"
+        )))?;
     let mut found: Vec<(i64, PodTemplateSpec)> = Vec::new();
     for r in list.items {
         let Some(template) = r.data.0.pointer("/spec/template").cloned() else {
@@ -268,7 +285,12 @@ async fn clear_approval(ctx: &Context, valid: &ValidNetwork, value: &str) -> Res
         .get(&valid.name)
         .await
         .map_err(kerr(format!("reading BeaconNetwork {}", valid.name)))?;
-    if current.annotations().get(annotation::APPROVE_ROLLOUT).map(String::as_str) != Some(value) {
+    if current
+        .annotations()
+        .get(annotation::APPROVE_ROLLOUT)
+        .map(String::as_str)
+        != Some(value)
+    {
         return Ok(());
     }
     let patch = json!({

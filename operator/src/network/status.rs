@@ -49,11 +49,7 @@ fn unhealthy_reason(network: &ValidNetwork, m: &MemberView) -> Option<String> {
         );
     }
     match h.lag() {
-        None => Some(
-            h.error
-                .clone()
-                .unwrap_or_else(|| "no chain yet".into()),
-        ),
+        None => Some(h.error.clone().unwrap_or_else(|| "no chain yet".into())),
         Some(lag) if lag > u64::from(network.upgrade.max_lag_rounds) => Some(format!(
             "{lag} rounds behind (at most {} allowed)",
             network.upgrade.max_lag_rounds
@@ -174,7 +170,10 @@ pub fn compute(input: &StatusInput<'_>) -> (BeaconNetworkStatus, Vec<StatusEvent
             condition::READY,
             true,
             "ChainAdvancing",
-            format!("{healthy} of {total} members are healthy (threshold {})", network.threshold),
+            format!(
+                "{healthy} of {total} members are healthy (threshold {})",
+                network.threshold
+            ),
         );
     }
 
@@ -240,7 +239,11 @@ pub fn compute(input: &StatusInput<'_>) -> (BeaconNetworkStatus, Vec<StatusEvent
         set(
             condition::DEGRADED,
             false,
-            if has_chain { "AllHealthy" } else { "NoChainYet" },
+            if has_chain {
+                "AllHealthy"
+            } else {
+                "NoChainYet"
+            },
             if has_chain {
                 format!("all {total} members are healthy")
             } else {

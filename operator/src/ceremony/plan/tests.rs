@@ -28,7 +28,12 @@ fn initial(threshold: u32, members: &[&str]) -> BeaconCeremonySpec {
     }
 }
 
-fn reshare(threshold: u32, joining: &[&str], remaining: &[&str], leaving: &[&str]) -> BeaconCeremonySpec {
+fn reshare(
+    threshold: u32,
+    joining: &[&str],
+    remaining: &[&str],
+    leaving: &[&str],
+) -> BeaconCeremonySpec {
     let list = |l: &[&str]| l.iter().map(|m| (*m).to_owned()).collect();
     BeaconCeremonySpec {
         network: "n".into(),
@@ -49,9 +54,19 @@ fn addr(name: &str) -> String {
 }
 
 /// A state document of epoch `epoch` in `state` for the ceremony `spec`, seen by `me`.
-fn state(spec: &BeaconCeremonySpec, epoch: u32, state: &str, me: &str, answers: &[(&str, &str)]) -> StateDoc {
+fn state(
+    spec: &BeaconCeremonySpec,
+    epoch: u32,
+    state: &str,
+    me: &str,
+    answers: &[(&str, &str)],
+) -> StateDoc {
     let mut members = Vec::new();
-    for (role, list) in [("joining", &spec.joining), ("remaining", &spec.remaining), ("leaving", &spec.leaving)] {
+    for (role, list) in [
+        ("joining", &spec.joining),
+        ("remaining", &spec.remaining),
+        ("leaving", &spec.leaving),
+    ] {
         for m in list {
             members.push(MemberDoc {
                 address: addr(m),
@@ -99,11 +114,21 @@ fn doc(complete: Option<StateDoc>, current: StateDoc) -> Option<Result<StatusDoc
     Some(Ok(StatusDoc { complete, current }))
 }
 
-fn obs(spec: &BeaconCeremonySpec, reports: Vec<(&str, Option<Result<StatusDoc, String>>)>) -> Vec<MemberObs> {
+fn obs(
+    spec: &BeaconCeremonySpec,
+    reports: Vec<(&str, Option<Result<StatusDoc, String>>)>,
+) -> Vec<MemberObs> {
     let mut out = Vec::new();
-    for (role, list) in [(Role::Joining, &spec.joining), (Role::Remaining, &spec.remaining), (Role::Leaving, &spec.leaving)] {
+    for (role, list) in [
+        (Role::Joining, &spec.joining),
+        (Role::Remaining, &spec.remaining),
+        (Role::Leaving, &spec.leaving),
+    ] {
         for m in list {
-            let report = reports.iter().find(|(n, _)| n == m).and_then(|(_, r)| r.clone());
+            let report = reports
+                .iter()
+                .find(|(n, _)| n == m)
+                .and_then(|(_, r)| r.clone());
             out.push(MemberObs {
                 name: m.clone(),
                 address: addr(m),
@@ -155,15 +180,33 @@ fn status(phase: CeremonyPhase, epoch: Option<u32>) -> BeaconCeremonyStatus {
 fn a_first_ceremony_is_proposed_by_the_first_local_joiner_to_everyone() {
     let spec = initial(3, &["a", "b", "c", "d"]);
     let st = status(CeremonyPhase::Pending, None);
-    let members = obs(&spec, NAMES[..4].iter().map(|n| (*n, doc(None, fresh()))).collect());
+    let members = obs(
+        &spec,
+        NAMES[..4]
+            .iter()
+            .map(|n| (*n, doc(None, fresh())))
+            .collect(),
+    );
     let p = plan(&observed(&spec, &st, members));
     assert_eq!(p.status.phase, CeremonyPhase::Proposed);
     assert_eq!(p.status.epoch, Some(1));
     assert_eq!(p.commands.len(), 1, "{:?}", p.commands);
     match &p.commands[0] {
-        Command::ProposeInitial { leader, joining, threshold, genesis_delay_seconds, .. } => {
+        Command::ProposeInitial {
+            leader,
+            joining,
+            threshold,
+            genesis_delay_seconds,
+            ..
+        } => {
             assert_eq!(leader, "a");
-            assert_eq!(joining, &ADDR[..4].iter().map(|a| (*a).to_owned()).collect::<Vec<_>>());
+            assert_eq!(
+                joining,
+                &ADDR[..4]
+                    .iter()
+                    .map(|a| (*a).to_owned())
+                    .collect::<Vec<_>>()
+            );
             assert_eq!(*threshold, 3);
             assert_eq!(*genesis_delay_seconds, 60);
         }
@@ -177,20 +220,29 @@ fn a_first_ceremony_is_proposed_by_the_first_local_joiner_to_everyone() {
 fn preflight_names_the_unreachable_member_and_proposes_nothing() {
     let spec = initial(3, &["a", "b", "c", "d"]);
     let st = status(CeremonyPhase::Pending, None);
-    let mut reports: Vec<_> = NAMES[..4].iter().map(|n| (*n, doc(None, fresh()))).collect();
+    let mut reports: Vec<_> = NAMES[..4]
+        .iter()
+        .map(|n| (*n, doc(None, fresh())))
+        .collect();
     reports[2].1 = Some(Err("n-c.ns.svc.cluster.local:8443: no answer".into()));
     let p = plan(&observed(&spec, &st, obs(&spec, reports)));
     assert!(p.commands.is_empty());
     assert_eq!(p.status.phase, CeremonyPhase::Pending);
     let why = p.status.failure_reason.expect("reason");
-    assert!(why.contains("preflight") && why.contains("c (") && why.contains("nothing was proposed"), "{why}");
+    assert!(
+        why.contains("preflight") && why.contains("c (") && why.contains("nothing was proposed"),
+        "{why}"
+    );
 }
 
 #[test]
 fn a_proposal_made_before_an_operator_restart_is_adopted_not_repeated() {
     let spec = initial(3, &["a", "b", "c", "d"]);
     let st = status(CeremonyPhase::Pending, None);
-    let mut reports: Vec<_> = NAMES[1..4].iter().map(|n| (*n, doc(None, fresh()))).collect();
+    let mut reports: Vec<_> = NAMES[1..4]
+        .iter()
+        .map(|n| (*n, doc(None, fresh())))
+        .collect();
     reports.push(("a", doc(None, state(&spec, 1, "Proposing", "a", &[]))));
     let p = plan(&observed(&spec, &st, obs(&spec, reports)));
     assert!(p.commands.is_empty(), "{:?}", p.commands);
@@ -203,12 +255,18 @@ fn another_ceremony_on_the_leader_blocks_with_its_epoch_named() {
     let spec = initial(3, &["a", "b", "c", "d"]);
     let other = initial(4, &["a", "b", "c", "d"]);
     let st = status(CeremonyPhase::Pending, None);
-    let mut reports: Vec<_> = NAMES[1..4].iter().map(|n| (*n, doc(None, fresh()))).collect();
+    let mut reports: Vec<_> = NAMES[1..4]
+        .iter()
+        .map(|n| (*n, doc(None, fresh())))
+        .collect();
     reports.push(("a", doc(None, state(&other, 1, "Proposing", "a", &[]))));
     let p = plan(&observed(&spec, &st, obs(&spec, reports)));
     assert!(p.commands.is_empty());
     let why = p.status.failure_reason.expect("reason");
-    assert!(why.contains("another ceremony") && why.contains("epoch 1"), "{why}");
+    assert!(
+        why.contains("another ceremony") && why.contains("epoch 1"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -232,11 +290,21 @@ fn members_that_received_the_proposal_are_answered_for_and_the_leader_executes_w
     let p = plan(&observed(&spec, &st, obs(&spec, reports)));
     let joins: Vec<&str> = p.commands.iter().map(Command::member).collect();
     assert_eq!(joins, ["b", "c"], "{:?}", p.commands);
-    assert!(p.commands.iter().all(|c| matches!(c, Command::Join { previous_group: None, .. })));
+    assert!(p.commands.iter().all(|c| matches!(
+        c,
+        Command::Join {
+            previous_group: None,
+            ..
+        }
+    )));
     assert_eq!(p.status.phase, CeremonyPhase::Proposed);
     assert!(p.status.members["a"].received_proposal);
     assert!(!p.status.members["d"].received_proposal);
-    assert!(p.status.failure_reason.as_deref().is_some_and(|w| w.contains("d")));
+    assert!(p
+        .status
+        .failure_reason
+        .as_deref()
+        .is_some_and(|w| w.contains("d")));
 
     // Once every member reports Joined, the leader executes; nothing else is sent.
     let st = p.status;
@@ -249,7 +317,11 @@ fn members_that_received_the_proposal_are_answered_for_and_the_leader_executes_w
     let p = plan(&observed(&spec, &st, obs(&spec, reports)));
     assert_eq!(p.commands, [Command::Execute { leader: "a".into() }]);
     assert_eq!(p.status.phase, CeremonyPhase::Executing);
-    assert!(p.status.members.values().all(|m| m.answer == Some(Answer::Joined)));
+    assert!(p
+        .status
+        .members
+        .values()
+        .all(|m| m.answer == Some(Answer::Joined)));
 }
 
 #[test]
@@ -266,7 +338,10 @@ fn an_external_joiner_blocks_execution_until_the_annotation_says_go() {
     let p = plan(&observed(&spec, &st, obs(&spec, reports())));
     assert!(p.commands.is_empty());
     let why = p.status.failure_reason.clone().expect("waiting");
-    assert!(why.contains("x") && why.contains("beacons.dev/execute"), "{why}");
+    assert!(
+        why.contains("x") && why.contains("beacons.dev/execute"),
+        "{why}"
+    );
     let mut o = observed(&spec, &st, obs(&spec, reports()));
     o.execute_now = true;
     let p = plan(&o);
@@ -277,7 +352,12 @@ fn an_external_joiner_blocks_execution_until_the_annotation_says_go() {
 fn the_ceremony_completes_when_every_local_member_holds_the_new_epoch() {
     let spec = initial(3, &["a", "b", "c", "d"]);
     let st = status(CeremonyPhase::Executing, Some(1));
-    let done = |m: &str| doc(Some(state(&spec, 1, "Complete", m, &[])), state(&spec, 1, "Complete", m, &[]));
+    let done = |m: &str| {
+        doc(
+            Some(state(&spec, 1, "Complete", m, &[])),
+            state(&spec, 1, "Complete", m, &[]),
+        )
+    };
     let mut reports: Vec<_> = ["a", "b", "c"].iter().map(|m| (*m, done(m))).collect();
     reports.push(("d", doc(None, state(&spec, 1, "Executing", "d", &[]))));
     let p = plan(&observed(&spec, &st, obs(&spec, reports)));
@@ -304,8 +384,14 @@ fn a_failed_dkg_ends_the_ceremony_with_the_last_complete_epoch_named() {
     let p = plan(&observed(&spec, &st, obs(&spec, reports)));
     assert_eq!(p.status.phase, CeremonyPhase::Failed);
     let why = p.status.failure_reason.expect("reason");
-    assert!(why.contains("epoch 2") && why.contains("(1) is unchanged"), "{why}");
-    assert!(p.events.iter().any(|(warning, reason, _)| *warning && *reason == "Failed"));
+    assert!(
+        why.contains("epoch 2") && why.contains("(1) is unchanged"),
+        "{why}"
+    );
+    assert!(p
+        .events
+        .iter()
+        .any(|(warning, reason, _)| *warning && *reason == "Failed"));
 }
 
 #[test]
@@ -350,13 +436,24 @@ fn after_an_abort_the_next_proposal_is_checked_against_the_last_complete_epoch()
     let spec = reshare(3, &["d"], &["a", "b", "c"], &[]);
     let st = status(CeremonyPhase::Pending, None);
     let complete = || Some(state(&before, 1, "Complete", "a", &[]));
-    let mut reports: Vec<_> = ["b", "c"].iter().map(|m| (*m, doc(complete(), state(&aborted, 2, "Aborted", m, &[])))).collect();
-    reports.push(("a", doc(complete(), state(&aborted, 2, "Aborted", "a", &[]))));
+    let mut reports: Vec<_> = ["b", "c"]
+        .iter()
+        .map(|m| (*m, doc(complete(), state(&aborted, 2, "Aborted", m, &[]))))
+        .collect();
+    reports.push((
+        "a",
+        doc(complete(), state(&aborted, 2, "Aborted", "a", &[])),
+    ));
     reports.push(("d", doc(None, fresh())));
     let p = plan(&observed(&spec, &st, obs(&spec, reports)));
     assert_eq!(p.status.epoch, Some(2));
     match &p.commands[..] {
-        [Command::ProposeReshare { leader, joining, remaining, .. }] => {
+        [Command::ProposeReshare {
+            leader,
+            joining,
+            remaining,
+            ..
+        }] => {
             assert_eq!(leader, "a");
             assert_eq!(joining, &[addr("d")]);
             assert_eq!(remaining.len(), 3);
@@ -382,7 +479,10 @@ fn reshare_joiners_get_the_current_group_and_remainers_accept() {
     assert_eq!(
         p.commands,
         [
-            Command::Join { member: "d".into(), previous_group: Some("group-toml".into()) },
+            Command::Join {
+                member: "d".into(),
+                previous_group: Some("group-toml".into())
+            },
             Command::Accept { member: "b".into() },
         ]
     );
@@ -401,7 +501,11 @@ fn leavers_are_never_sent_anything_and_are_not_in_the_new_group() {
         ("c", doc(complete(), state(&spec, 2, "Proposed", "c", &[]))),
     ];
     let p = plan(&observed(&spec, &st, obs(&spec, reports)));
-    assert!(p.commands.iter().all(|c| c.member() != "c"), "{:?}", p.commands);
+    assert!(
+        p.commands.iter().all(|c| c.member() != "c"),
+        "{:?}",
+        p.commands
+    );
     assert!(!p.status.members.contains_key("c"));
 }
 
@@ -410,17 +514,32 @@ fn an_initial_ceremony_on_a_network_with_a_chain_fails_clearly() {
     let spec = initial(3, &["a", "b", "c", "d"]);
     let st = status(CeremonyPhase::Pending, None);
     let complete = || Some(state(&spec, 1, "Complete", "a", &[]));
-    let reports: Vec<_> = NAMES[..4].iter().map(|n| (*n, doc(complete(), state(&spec, 1, "Complete", n, &[])))).collect();
+    let reports: Vec<_> = NAMES[..4]
+        .iter()
+        .map(|n| (*n, doc(complete(), state(&spec, 1, "Complete", n, &[]))))
+        .collect();
     let p = plan(&observed(&spec, &st, obs(&spec, reports)));
     assert_eq!(p.status.phase, CeremonyPhase::Failed);
-    assert!(p.status.failure_reason.expect("reason").contains("use kind Reshare"));
+    assert!(p
+        .status
+        .failure_reason
+        .expect("reason")
+        .contains("use kind Reshare"));
 }
 
 #[test]
 fn a_ceremony_waits_for_an_earlier_one_and_for_a_rollout() {
     let spec = initial(3, &["a", "b", "c", "d"]);
     let st = status(CeremonyPhase::Pending, None);
-    let members = || obs(&spec, NAMES[..4].iter().map(|n| (*n, doc(None, fresh()))).collect());
+    let members = || {
+        obs(
+            &spec,
+            NAMES[..4]
+                .iter()
+                .map(|n| (*n, doc(None, fresh())))
+                .collect(),
+        )
+    };
     let mut o = observed(&spec, &st, members());
     o.earlier_ceremony = Some("first".into());
     let p = plan(&o);
@@ -437,12 +556,21 @@ fn a_ceremony_waits_for_an_earlier_one_and_for_a_rollout() {
 fn members_whose_versions_refuse_each_other_block_the_proposal() {
     let spec = initial(3, &["a", "b", "c", "d"]);
     let st = status(CeremonyPhase::Pending, None);
-    let mut members = obs(&spec, NAMES[..4].iter().map(|n| (*n, doc(None, fresh()))).collect());
+    let mut members = obs(
+        &spec,
+        NAMES[..4]
+            .iter()
+            .map(|n| (*n, doc(None, fresh())))
+            .collect(),
+    );
     members[2].version = Some("1.0.0".into());
     let p = plan(&observed(&spec, &st, members));
     assert!(p.commands.is_empty());
     let why = p.status.failure_reason.expect("why");
-    assert!(why.contains("c (1.0.0)") && why.contains("nothing was proposed"), "{why}");
+    assert!(
+        why.contains("c (1.0.0)") && why.contains("nothing was proposed"),
+        "{why}"
+    );
 }
 
 #[test]

@@ -95,7 +95,9 @@ fn cond<'a>(s: &'a BeaconNetworkStatus, t: &str) -> &'a Condition {
 fn before_the_first_ceremony_the_network_waits_and_is_not_degraded() {
     let n = network(3, 5);
     let view = NetworkView::new(
-        (0..5).map(|i| member(&format!("m{i}"), None, 0, false)).collect(),
+        (0..5)
+            .map(|i| member(&format!("m{i}"), None, 0, false))
+            .collect(),
         CeremonyView::default(),
     );
     let (s, events) = compute(&input(&n, &view, None));
@@ -111,13 +113,18 @@ fn before_the_first_ceremony_the_network_waits_and_is_not_degraded() {
 fn a_healthy_network_is_ready_with_its_rounds_and_versions() {
     let n = network(3, 5);
     let view = with_chain(
-        (0..5).map(|i| member(&format!("m{i}"), Some(100), 100, true)).collect(),
+        (0..5)
+            .map(|i| member(&format!("m{i}"), Some(100), 100, true))
+            .collect(),
         5,
     );
     let (s, events) = compute(&input(&n, &view, None));
     assert_eq!(cond(&s, "Ready").status, "True", "{:?}", s.conditions);
     assert_eq!(cond(&s, "Degraded").status, "False");
-    assert_eq!((s.latest_round, s.expected_round, s.lag), (Some(100), Some(100), Some(0)));
+    assert_eq!(
+        (s.latest_round, s.expected_round, s.lag),
+        (Some(100), Some(100), Some(0))
+    );
     assert_eq!(s.chain_hash.as_deref(), Some("abcd"));
     assert_eq!(s.members["m0"].version.as_deref(), Some("0.1.0"));
     assert_eq!(s.members["m0"].share_epoch, Some(1));
@@ -128,13 +135,22 @@ fn a_healthy_network_is_ready_with_its_rounds_and_versions() {
 #[test]
 fn threshold_plus_one_healthy_is_degraded_with_one_warning_event() {
     let n = network(3, 5);
-    let mut members: Vec<_> = (0..5).map(|i| member(&format!("m{i}"), Some(100), 100, true)).collect();
+    let mut members: Vec<_> = (0..5)
+        .map(|i| member(&format!("m{i}"), Some(100), 100, true))
+        .collect();
     members[4] = member("m4", Some(90), 100, false);
     let view = with_chain(members, 5);
     let (s, events) = compute(&input(&n, &view, None));
     let d = cond(&s, "Degraded");
-    assert_eq!((d.status.as_str(), d.reason.as_str()), ("True", "MarginLow"));
-    assert!(d.message.contains("only 4 of 5") && d.message.contains("m4 (10 rounds behind"), "{}", d.message);
+    assert_eq!(
+        (d.status.as_str(), d.reason.as_str()),
+        ("True", "MarginLow")
+    );
+    assert!(
+        d.message.contains("only 4 of 5") && d.message.contains("m4 (10 rounds behind"),
+        "{}",
+        d.message
+    );
     assert_eq!(events.len(), 1);
     assert!(events[0].warning && events[0].reason == "MarginLow");
     // Still Ready: threshold + margin (4) are healthy.
@@ -154,7 +170,9 @@ fn threshold_plus_one_healthy_is_degraded_with_one_warning_event() {
 #[test]
 fn below_the_margin_is_not_ready_and_a_stalled_chain_says_so() {
     let n = network(3, 5);
-    let mut members: Vec<_> = (0..5).map(|i| member(&format!("m{i}"), Some(100), 100, true)).collect();
+    let mut members: Vec<_> = (0..5)
+        .map(|i| member(&format!("m{i}"), Some(100), 100, true))
+        .collect();
     members[3].pod.ready = false;
     members[4].pod.ready = false;
     let view = with_chain(members.clone(), 5);
@@ -172,20 +190,27 @@ fn below_the_margin_is_not_ready_and_a_stalled_chain_says_so() {
 #[test]
 fn a_refused_key_is_degraded_naming_the_member() {
     let n = network(3, 5);
-    let mut members: Vec<_> = (0..5).map(|i| member(&format!("m{i}"), Some(100), 100, true)).collect();
+    let mut members: Vec<_> = (0..5)
+        .map(|i| member(&format!("m{i}"), Some(100), 100, true))
+        .collect();
     members[1].key_refused = Some("member m1: its key Secret n-m1-key is gone".into());
     let view = with_chain(members, 5);
     let (s, _) = compute(&input(&n, &view, None));
     let d = cond(&s, "Degraded");
     assert_eq!(d.reason, "KeyRefused");
     assert!(d.message.contains("n-m1-key"));
-    assert!(s.members["m1"].message.as_deref().is_some_and(|m| m.contains("gone")));
+    assert!(s.members["m1"]
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("gone")));
 }
 
 #[test]
 fn share_epochs_survive_deleted_ceremonies() {
     let n = network(3, 5);
-    let members: Vec<_> = (0..5).map(|i| member(&format!("m{i}"), Some(100), 100, true)).collect();
+    let members: Vec<_> = (0..5)
+        .map(|i| member(&format!("m{i}"), Some(100), 100, true))
+        .collect();
     let (s, _) = compute(&input(&n, &with_chain(members.clone(), 5), None));
     let no_ceremonies = NetworkView::new(members, CeremonyView::default());
     let (after, _) = compute(&input(&n, &no_ceremonies, Some(&s)));
@@ -195,7 +220,9 @@ fn share_epochs_survive_deleted_ceremonies() {
 #[test]
 fn a_running_ceremony_is_a_condition() {
     let n = network(3, 5);
-    let members: Vec<_> = (0..5).map(|i| member(&format!("m{i}"), Some(100), 100, true)).collect();
+    let members: Vec<_> = (0..5)
+        .map(|i| member(&format!("m{i}"), Some(100), 100, true))
+        .collect();
     let mut view = with_chain(members, 5);
     view.ceremonies.in_progress = Some("grow".into());
     let (s, _) = compute(&input(&n, &view, None));
