@@ -295,8 +295,12 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
     }
     if plan.changes_a_member() {
         // Write-ahead: what the change is (and the revision to roll back to) is recorded
-        // before the change is made, so that a failure between the two cannot lose it.
-        record_rollout(&ctx, &ns, &name, &plan.status).await?;
+        // before the change is made, so that a failure between the two cannot lose it. The
+        // last status with the new rollout, applied by the same field manager as every status
+        // write: a patch by another manager would own fields a later apply cannot clear.
+        let mut ahead = network.status.clone().unwrap_or_default();
+        ahead.rollout = Some(plan.status.clone());
+        write_status(&ctx, &ns, &name, &ahead).await?;
     }
     rollout::carry_out(&ctx, &network, &valid, &plan, &objects.members).await?;
     let halted = (plan.status.phase == beacon_crds::network::RolloutPhase::Halted).then(|| {
@@ -561,23 +565,6 @@ where
     )
     .await
     .map_err(kerr(format!("applying {what} {ns}/{name}")))?;
-    Ok(())
-}
-
-/// A merge patch of `status.rollout` alone (the full status follows in the same reconcile).
-async fn record_rollout(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    rollout: &beacon_crds::network::RolloutStatus,
-) -> Result<()> {
-    let api: Api<BeaconNetwork> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = json!({ "status": { "rollout": rollout } });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(kerr(format!(
-            "recording the rollout of BeaconNetwork {ns}/{name}"
-        )))?;
     Ok(())
 }
 

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::observe::{NetworkView, TEMPLATE_HASH};
 use super::{selector_of, ssa};
 use crate::build::MemberObjects;
-use crate::context::{Context, MANAGER};
+use crate::context::Context;
 use crate::error::{is_not_found, kube as kerr, Error, Result};
 use crate::labels;
 use crate::names;
@@ -174,21 +174,14 @@ pub async fn carry_out(
                 .await;
                 return Ok(());
             };
-            let name = names::member_object(&valid.name, member);
-            let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
-            let patch = json!({
-                "apiVersion": "apps/v1",
-                "kind": "StatefulSet",
-                "metadata": { "name": name },
-                "spec": { "template": template },
-            });
-            api.patch(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-            .map_err(kerr(format!("rolling back StatefulSet {ns}/{name}")))?;
+            // The whole object as the operator applies it, with the old template: a partial
+            // apply would give up (and so remove) the fields this field manager owns.
+            let Some(built) = objects.iter().find(|m| &m.member == member) else {
+                return Ok(());
+            };
+            let mut set = built.stateful_set.clone();
+            set.spec.template = template;
+            ssa::<StatefulSet>(ctx, ns, &set, "a member StatefulSet (rollback)").await?;
             replace_pod(ctx, valid, member).await?;
             ctx.event(
                 network,
