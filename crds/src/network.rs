@@ -71,6 +71,7 @@ pub mod rules {
     pub const BEACON_ID_IMMUTABLE_MESSAGE: &str = "spec.beaconId is immutable: it is part of the chain's identity; create a new BeaconNetwork for a new chain";
     pub const SCHEME_IMMUTABLE_MESSAGE: &str = "spec.scheme is immutable: a chain's scheme is fixed at genesis; create a new BeaconNetwork for a new chain";
     pub const PERIOD_IMMUTABLE_MESSAGE: &str = "spec.period is immutable: a chain's period is fixed at genesis; create a new BeaconNetwork for a new chain";
+    pub const DELETION_POLICY_IMMUTABLE_MESSAGE: &str = "spec.deletionPolicy is immutable: the members' key Secrets and volumes carry it from their creation; to drop them later, delete the Secrets and PersistentVolumeClaims by hand after the network";
     /// On the period: at least one second (a zero period has no rounds).
     pub const PERIOD_POSITIVE: &str = "duration(self) >= duration('1s')";
     pub const PERIOD_POSITIVE_MESSAGE: &str = "spec.period must be at least 1s";
@@ -168,9 +169,12 @@ pub struct BeaconNetworkSpec {
     #[serde(default = "default_catchup_period")]
     pub catchup_period: Duration,
 
-    /// The beacon-node image every member runs unless the member overrides it.
+    /// The beacon-node image every member runs unless the member overrides it. When absent,
+    /// the operator's default node image (its `--default-node-image`, which the Helm chart
+    /// sets to the node image of the same release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
-    pub image: String,
+    pub image: Option<String>,
 
     /// The members, by name. Names are unique (the list is a map keyed by name).
     #[schemars(
@@ -197,6 +201,28 @@ pub struct BeaconNetworkSpec {
     /// Metrics scraping.
     #[serde(default)]
     pub monitoring: MonitoringSpec,
+
+    /// What happens to the members' key Secrets and data volumes when the BeaconNetwork is
+    /// deleted. `Retain` (the default) keeps them, so that re-applying the network brings the
+    /// same members back with their keys, shares and chain. `Delete` hands them to Kubernetes'
+    /// garbage collection with the network (the operator itself never deletes key material).
+    /// Immutable: key Secrets carry it from their creation.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": rules::IMMUTABLE, "message": rules::DELETION_POLICY_IMMUTABLE_MESSAGE,
+    }]))]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The fate of key material and chain data when a BeaconNetwork is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep every member's key Secret and PersistentVolumeClaim.
+    #[default]
+    Retain,
+    /// Delete them with the network. Keys and shares are gone for good: the members cannot
+    /// rejoin the chain without a new ceremony.
+    Delete,
 }
 
 fn default_beacon_id() -> String {
@@ -569,6 +595,12 @@ pub struct BeaconNetworkStatus {
     /// The rollout in progress or last finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// The epoch of the group that signs now (the last complete ceremony).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u32>,
+    /// The BeaconCeremony under way for this network, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceremony: Option<String>,
 }
 
 /// One member as last observed.
@@ -590,6 +622,13 @@ pub struct MemberStatus {
     /// The revision (hash of its pod template) it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The epoch of the completed ceremony whose share this member holds. Recorded so that a
+    /// lost key Secret is never replaced while the member holds a share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_epoch: Option<u32>,
+    /// Why the member is not healthy (unreachable, lagging, pod not ready, key refused...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The state of a rollout: what the operator's last reconcile decided (the planner recomputes

@@ -55,7 +55,7 @@ pub enum NetworkError {
         period: String,
         soak_seconds: u64,
     },
-    #[error("spec.image: empty; set the beacon-node image every member runs")]
+    #[error("spec.image: empty; set the beacon-node image every member runs, or remove spec.image to use the operator's default node image")]
     NoImage,
     #[error("spec.members: empty; list at least one member")]
     NoMembers,
@@ -192,7 +192,7 @@ fn check_network_spec(name: &str, spec: &BeaconNetworkSpec, errors: &mut Vec<Net
     }
     duration(errors, "upgrade.memberDelay", &spec.upgrade.member_delay);
 
-    if spec.image.trim().is_empty() {
+    if spec.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
         errors.push(NetworkError::NoImage);
     }
     if spec.tls.issuer_ref.name.trim().is_empty() {

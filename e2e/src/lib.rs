@@ -10,9 +10,11 @@
 //!   a fixture that runs pods as local processes of the workspace's binaries.
 //! - [`interop`]: drand's Go node beside ours: drand networks, mixed networks, their
 //!   ceremonies, and drand's client code checking our beacons.
+//! - [`promtext`]: reads a Prometheus `/metrics` text (samples, histogram quantiles).
 //!
 //! See `e2e/README.md` for versions, cache location and measured times.
 
+pub mod beacons;
 pub mod binaries;
 pub mod certmanager;
 pub mod controlplane;
@@ -24,6 +26,7 @@ pub mod lock;
 pub mod pki;
 pub mod podnet;
 pub mod process;
+pub mod promtext;
 pub mod rundir;
 
 pub use controlplane::{ControlPlane, Options};

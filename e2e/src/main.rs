@@ -39,6 +39,11 @@ enum Command {
         /// Run in this process until Ctrl-C or SIGTERM.
         #[arg(long)]
         foreground: bool,
+        /// The whole product: implies --cert-manager and --kubelet, then installs the operator
+        /// from the Helm chart, applies examples/testnet.yaml (a 4-member network and its
+        /// first ceremony), waits for beacons and prints them (verified).
+        #[arg(long, conflicts_with = "foreground")]
+        example: bool,
         /// Copy the admin kubeconfig here as well.
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
@@ -62,18 +67,21 @@ fn main() -> ExitCode {
             cert_manager,
             kubelet,
             foreground,
+            example,
             kubeconfig,
             daemon,
         } => {
             let what = rundir::Wanted {
-                cert_manager,
-                kubelet,
+                cert_manager: cert_manager || example,
+                kubelet: kubelet || example,
                 kubeconfig,
             };
             if daemon {
                 rundir::daemon(what)
             } else if foreground {
                 rundir::foreground(what)
+            } else if example {
+                rundir::up(&what).and_then(|()| example_network())
             } else {
                 rundir::up(&what)
             }
@@ -88,6 +96,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The example network on the control plane `up` just started.
+fn example_network() -> e2e::Result<()> {
+    // kubectl, for the commands printed at the end.
+    let _ = binaries::ensure(Component::Kubectl);
+    let state = rundir::state()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e2e::Error::Invalid(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(e2e::beacons::run_example(&state.kubeconfig, 5))
 }
 
 fn build(all: bool) -> e2e::Result<()> {

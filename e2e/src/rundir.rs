@@ -180,6 +180,17 @@ fn print_usage(state: &State) {
     println!("Use it in a shell: eval \"$(cargo run -q -p e2e -- env)\"; stop it: cargo run -p e2e -- down");
 }
 
+/// The state of the running background control plane.
+pub fn state() -> Result<State> {
+    let dir = run_dir()?;
+    match read_state(&dir) {
+        Some(s) if running(&dir)? => Ok(s),
+        _ => Err(Error::Invalid(
+            "no control plane is running: start one with `cargo run -p e2e -- up`".into(),
+        )),
+    }
+}
+
 /// `e2e env`.
 pub fn env() -> Result<()> {
     let dir = run_dir()?;

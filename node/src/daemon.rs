@@ -431,6 +431,7 @@ impl Daemon {
             version: config.version.clone(),
             scheme: config.longterm.scheme,
             chain: chain.clone(),
+            dir: config.dir.clone(),
         };
         let control_addr = match config.control_listen {
             None => None,

@@ -1,5 +1,4 @@
-//! The beacon node: command line now; the daemon, chain store, peer network and HTTP API follow
-//! (issues 4 and 5).
+//! The beacon node: the daemon, chain store, peer network, ceremonies, HTTP API and CLI.
 
 pub mod chain;
 pub mod cli;
@@ -11,3 +10,9 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod net;
+pub mod testhooks;
+
+/// This build's version as the node reports it to the operator (`status`, the control API).
+pub fn build_version() -> String {
+    testhooks::version_override().unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned())
+}

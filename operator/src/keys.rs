@@ -4,8 +4,14 @@
 //! share of a completed DKG (recorded by the operator in the network's status, so it survives
 //! a lost Secret).
 
-use k8s_openapi::api::core::v1::Secret;
+use std::collections::BTreeMap;
 
+use beacon_node::keys::KeyPair;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::ByteString;
+
+use crate::labels;
 use crate::names::{KEY_PRIVATE, KEY_PUBLIC};
 
 /// The key Secret as observed.
@@ -118,12 +124,87 @@ pub fn decide(member: &str, secret: &str, state: &SecretState, share: ShareState
     }
 }
 
+/// Why a key pair could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyGenError {
+    #[error("member {member}: scheme {scheme}: {reason}")]
+    Scheme {
+        member: String,
+        scheme: String,
+        reason: String,
+    },
+    #[error("member {member}: cannot make its key pair for address {address}: {reason}")]
+    Generate {
+        member: String,
+        address: String,
+        reason: String,
+    },
+}
+
+/// A new key Secret for `member` of `network` in `namespace`: a fresh key pair for `scheme`
+/// bound to `address` (the member's peer address), in the node's key file formats. The Secret
+/// is immutable. `owner` is the network's reference when its deletionPolicy is Delete (the
+/// garbage collector then removes the Secret with the network); without it the Secret
+/// outlives the network.
+pub fn new_key_secret(
+    network: &str,
+    namespace: &str,
+    member: &str,
+    name: &str,
+    scheme: &str,
+    address: &str,
+    owner: Option<OwnerReference>,
+) -> Result<Secret, KeyGenError> {
+    let core_scheme = beacon_core::crypto::Scheme::from_id_or_default(scheme).map_err(|e| {
+        KeyGenError::Scheme {
+            member: member.to_owned(),
+            scheme: scheme.to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    let failed = |reason: String| KeyGenError::Generate {
+        member: member.to_owned(),
+        address: address.to_owned(),
+        reason,
+    };
+    let pair = KeyPair::generate(core_scheme, address, &mut rand_core::OsRng)
+        .map_err(|e| failed(e.to_string()))?;
+    let private = pair.private_toml().map_err(|e| failed(e.to_string()))?;
+    let public = pair.public_toml().map_err(|e| failed(e.to_string()))?;
+    let mut annotations = BTreeMap::new();
+    annotations.insert(
+        PUBLIC_KEY_ANNOTATION.to_owned(),
+        hex::encode(pair.public_key().to_bytes()),
+    );
+    annotations.insert(ADDRESS_ANNOTATION.to_owned(), address.to_owned());
+    Ok(Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels::member_labels(network, member)),
+            annotations: Some(annotations),
+            owner_references: owner.map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        // Key material is written once; an immutable Secret cannot be edited in place by
+        // anyone (it can only be deleted), which is the point.
+        immutable: Some(true),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([
+            (KEY_PRIVATE.to_owned(), ByteString(private.into_bytes())),
+            (KEY_PUBLIC.to_owned(), ByteString(public.into_bytes())),
+        ])),
+        ..Secret::default()
+    })
+}
+
+/// Annotations on a key Secret: the public key (hex) and the address it was made for, so
+/// that `kubectl get secret -o yaml` shows whose key it is without decoding the data.
+pub const PUBLIC_KEY_ANNOTATION: &str = "beacons.dev/public-key";
+pub const ADDRESS_ANNOTATION: &str = "beacons.dev/address";
+
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use k8s_openapi::ByteString;
-
     use super::*;
 
     fn secret(entries: &[(&str, &[u8])]) -> Secret {
@@ -196,6 +277,45 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Restore the Secret"), "{text}");
+    }
+
+    #[test]
+    fn a_new_key_secret_holds_a_pair_the_node_loads() {
+        let secret = new_key_secret(
+            "n",
+            "ns",
+            "a",
+            "n-a-key",
+            "bls-unchained-g1-rfc9380",
+            "n-a.ns.svc.cluster.local:4444",
+            None,
+        )
+        .expect("key secret");
+        assert_eq!(SecretState::observe(Some(&secret)), SecretState::Complete);
+        assert_eq!(secret.immutable, Some(true));
+        assert!(secret.metadata.owner_references.is_none());
+        // The node reads the two entries as files: write them and load them as it does.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = secret.data.as_ref().expect("data");
+        let private = dir.path().join(KEY_PRIVATE);
+        let public = dir.path().join(KEY_PUBLIC);
+        std::fs::write(&private, &data[KEY_PRIVATE].0).expect("write");
+        std::fs::write(&public, &data[KEY_PUBLIC].0).expect("write");
+        let pair = beacon_node::keys::load_pair_files(&private, &public)
+            .expect("the node loads the operator's key files")
+            .value;
+        assert_eq!(pair.identity().address, "n-a.ns.svc.cluster.local:4444");
+        assert!(pair.identity().verifies());
+        let annotated =
+            &secret.metadata.annotations.as_ref().expect("annotations")[PUBLIC_KEY_ANNOTATION];
+        assert_eq!(annotated, &hex::encode(pair.public_key().to_bytes()));
+    }
+
+    #[test]
+    fn an_unknown_scheme_is_named() {
+        let e =
+            new_key_secret("n", "ns", "a", "n-a-key", "bls-nope", "h:1", None).expect_err("scheme");
+        assert!(e.to_string().contains("bls-nope"), "{e}");
     }
 
     #[test]

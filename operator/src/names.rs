@@ -6,9 +6,13 @@
 pub const PEER_PORT: i32 = 4444;
 /// The node's public HTTP port (drand API, `/health`, `/metrics`).
 pub const HTTP_PORT: i32 = 8080;
+/// The node's control listener for the operator (TLS, client certificates from the
+/// operator's own CA only; never the peer port).
+pub const CONTROL_PORT: i32 = 8443;
 /// Port names in the pod and the Service.
 pub const PEER_PORT_NAME: &str = "peer";
 pub const HTTP_PORT_NAME: &str = "http";
+pub const CONTROL_PORT_NAME: &str = "control";
 
 /// The node's `--dir` (the member's PersistentVolume).
 pub const DATA_DIR: &str = "/data";
@@ -17,6 +21,11 @@ pub const DATA_DIR: &str = "/data";
 pub const KEY_DIR: &str = "/data/key";
 /// The node's `--tls-dir` (the cert-manager Secret: tls.crt, tls.key, ca.crt).
 pub const TLS_DIR: &str = "/etc/beacon/tls";
+
+/// Where the operator's control CA certificate is mounted (`--operator-ca` reads `ca.crt`).
+pub const OPERATOR_CA_DIR: &str = "/etc/beacon/operator";
+/// The entry of the operator CA ConfigMap.
+pub const OPERATOR_CA_ENTRY: &str = "ca.crt";
 
 /// The entries of the key Secret, as the node's key store names its files.
 pub const KEY_PRIVATE: &str = "node.private";
@@ -42,6 +51,11 @@ pub fn key_secret(network: &str, member: &str) -> String {
     format!("{network}-{member}-key")
 }
 
+/// The ConfigMap holding the operator's control CA certificate in a network's namespace.
+pub fn operator_ca_config_map(network: &str) -> String {
+    format!("{network}-operator-ca")
+}
+
 /// The network's PodDisruptionBudget.
 pub fn disruption_budget(network: &str) -> String {
     network.to_owned()
@@ -64,10 +78,16 @@ pub fn service_dns_names(
     ]
 }
 
+/// The fully qualified DNS name of a member's Service (what peers and the operator dial).
+pub fn member_host(network: &str, member: &str, namespace: &str, cluster_domain: &str) -> String {
+    let svc = member_object(network, member);
+    format!("{svc}.{namespace}.svc.{cluster_domain}")
+}
+
 /// `host:port` at which peers reach a local member (the address in its key's identity).
 pub fn peer_address(network: &str, member: &str, namespace: &str, cluster_domain: &str) -> String {
-    let svc = member_object(network, member);
-    format!("{svc}.{namespace}.svc.{cluster_domain}:{PEER_PORT}")
+    let host = member_host(network, member, namespace, cluster_domain);
+    format!("{host}:{PEER_PORT}")
 }
 
 #[cfg(test)]

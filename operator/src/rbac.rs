@@ -33,6 +33,8 @@ pub fn required_rules() -> Vec<PolicyRule> {
             &["update"],
         ),
         rule("apps", &["statefulsets"], &OWN),
+        // A member's template history, to roll it back to its previous revision.
+        rule("apps", &["controllerrevisions"], &READ),
         rule("", &["services", "configmaps"], &OWN),
         rule("", &["secrets"], &["get", "list", "watch", "create"]),
         rule("", &["pods"], &["get", "list", "watch", "delete"]),

@@ -2,7 +2,7 @@
 //! [`ValidNetwork`], everything the build step needs, with each member's effective settings
 //! resolved, or an error that names the field and the fix.
 
-use beacon_crds::network::{Scheme, StorageSpec, TlsSpec};
+use beacon_crds::network::{DeletionPolicy, Scheme, StorageSpec, TlsSpec, UpgradePolicy};
 use beacon_crds::validate::{validate_network, Invalid, NetworkError};
 use beacon_crds::BeaconNetwork;
 use k8s_openapi::api::core::v1::ResourceRequirements;
@@ -25,8 +25,20 @@ pub enum ValidateError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalMember {
     pub name: String,
-    pub image: String,
+    /// The member's image, or the network's; `None`: the operator's default node image
+    /// (resolved by the build step, which knows the operator's configuration).
+    pub image: Option<String>,
     pub resources: Option<ResourceRequirements>,
+}
+
+/// A member run elsewhere, addressed but never run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalMember {
+    pub name: String,
+    /// `host:port` of its peer listener.
+    pub address: String,
+    /// Hex of its long-term public key.
+    pub public_key: String,
 }
 
 /// A checked BeaconNetwork, reduced to what the build step uses.
@@ -37,17 +49,27 @@ pub struct ValidNetwork {
     /// The controller reference every built object carries (garbage collection with the
     /// network).
     pub owner: OwnerReference,
+    /// `metadata.generation`, for `status.observedGeneration`.
+    pub generation: Option<i64>,
+    pub beacon_id: String,
     pub scheme: Scheme,
     pub threshold: u32,
     pub period_seconds: u32,
+    pub catchup_period_seconds: u32,
+    /// Every member's name, in spec order.
+    pub members: Vec<String>,
     /// Members run here, in spec order.
     pub local: Vec<LocalMember>,
-    /// Names of members run elsewhere.
-    pub external: Vec<String>,
+    /// Members run elsewhere, in spec order.
+    pub external: Vec<ExternalMember>,
     pub tls: TlsSpec,
     pub storage: StorageSpec,
+    pub upgrade: UpgradePolicy,
+    /// `upgrade.progressDeadline` in seconds.
+    pub progress_deadline_seconds: u32,
     pub min_healthy_margin: u32,
     pub pod_annotations: bool,
+    pub deletion_policy: DeletionPolicy,
 }
 
 impl ValidNetwork {
@@ -79,35 +101,62 @@ pub fn validate(network: &BeaconNetwork) -> Result<ValidNetwork, ValidateError> 
     // Foreground deletion of the network waits for its members' objects.
     owner.block_owner_deletion = Some(true);
     let spec = &network.spec;
-    let period_seconds = spec.period.seconds().map_err(|e| ValidateError::Spec {
-        name: name.clone(),
-        source: Invalid(vec![NetworkError::Duration {
-            field: "period",
-            value: spec.period.0.clone(),
-            source: e,
-        }]),
-    })?;
-    let (local, external): (Vec<_>, Vec<_>) = spec.members.iter().partition(|m| m.is_local());
+    // validate_network has checked every duration; a parse failure here is the same error.
+    let seconds = |field: &'static str, d: &beacon_crds::Duration| {
+        d.seconds().map_err(|e| ValidateError::Spec {
+            name: name.clone(),
+            source: Invalid(vec![NetworkError::Duration {
+                field,
+                value: d.0.clone(),
+                source: e,
+            }]),
+        })
+    };
+    let period_seconds = seconds("period", &spec.period)?;
+    let catchup_period_seconds = seconds("catchupPeriod", &spec.catchup_period)?;
+    let progress_deadline_seconds =
+        seconds("upgrade.progressDeadline", &spec.upgrade.progress_deadline)?;
+    let local = spec
+        .members
+        .iter()
+        .filter(|m| m.is_local())
+        .map(|m| LocalMember {
+            name: m.name.clone(),
+            image: m.image.clone().or_else(|| spec.image.clone()),
+            resources: m.resources.clone().or_else(|| spec.resources.clone()),
+        })
+        .collect();
+    let external = spec
+        .members
+        .iter()
+        .filter_map(|m| {
+            m.external.as_ref().map(|e| ExternalMember {
+                name: m.name.clone(),
+                address: e.address.clone(),
+                public_key: e.public_key.clone(),
+            })
+        })
+        .collect();
     Ok(ValidNetwork {
         name: name.clone(),
         namespace,
         owner,
+        generation: network.metadata.generation,
+        beacon_id: spec.beacon_id.clone(),
         scheme: spec.scheme,
         threshold: spec.threshold,
         period_seconds,
-        local: local
-            .into_iter()
-            .map(|m| LocalMember {
-                name: m.name.clone(),
-                image: m.image.clone().unwrap_or_else(|| spec.image.clone()),
-                resources: m.resources.clone().or_else(|| spec.resources.clone()),
-            })
-            .collect(),
-        external: external.into_iter().map(|m| m.name.clone()).collect(),
+        catchup_period_seconds,
+        members: spec.members.iter().map(|m| m.name.clone()).collect(),
+        local,
+        external,
         tls: spec.tls.clone(),
         storage: spec.storage.clone(),
+        upgrade: spec.upgrade.clone(),
+        progress_deadline_seconds,
         min_healthy_margin: spec.upgrade.min_healthy_margin,
         pod_annotations: spec.monitoring.pod_annotations,
+        deletion_policy: spec.deletion_policy,
     })
 }
 
@@ -149,13 +198,15 @@ mod tests {
         assert_eq!(valid.period_seconds, 30);
         assert_eq!(valid.owner.uid, "u-1");
         assert_eq!(valid.owner.controller, Some(true));
-        let images: Vec<(&str, &str)> = valid
+        let images: Vec<(&str, Option<&str>)> = valid
             .local
             .iter()
-            .map(|m| (m.name.as_str(), m.image.as_str()))
+            .map(|m| (m.name.as_str(), m.image.as_deref()))
             .collect();
-        assert_eq!(images, [("a", "node:1"), ("b", "node:2")]);
-        assert_eq!(valid.external, ["x"]);
+        assert_eq!(images, [("a", Some("node:1")), ("b", Some("node:2"))]);
+        let external: Vec<&str> = valid.external.iter().map(|m| m.address.as_str()).collect();
+        assert_eq!(external, ["x.example.org:4444"]);
+        assert_eq!(valid.members, ["a", "b", "x"]);
         assert_eq!(valid.min_available(), 2);
     }
 

@@ -127,7 +127,7 @@ fn network_schema_has_its_rules_in_place() {
     );
     assert_eq!(
         spec["required"],
-        serde_json::json!(["image", "members", "threshold", "tls"])
+        serde_json::json!(["members", "threshold", "tls"])
     );
     let columns: Vec<&str> = crd.spec.versions[0]
         .additional_printer_columns

@@ -288,7 +288,7 @@ fn storage_image_and_issuer_are_checked() {
         assert_eq!(errors(&n).is_empty(), ok, "{size}");
     }
     let mut n = network();
-    n.spec.image = " ".into();
+    n.spec.image = Some(" ".into());
     one_error(&n, "spec.image");
     let mut n = network();
     n.spec.tls.issuer_ref.name = String::new();
@@ -302,7 +302,7 @@ fn storage_image_and_issuer_are_checked() {
 fn all_problems_are_reported_together() {
     let mut n = network();
     n.spec.threshold = 9;
-    n.spec.image = String::new();
+    n.spec.image = Some(String::new());
     n.spec.members[1].name = "a".into();
     let e = validate_network(&n).expect_err("invalid");
     assert_eq!(e.0.len(), 4, "{e}"); // threshold above, margin, image, duplicate

@@ -261,6 +261,12 @@ pub fn current_target() -> Result<(PathBuf, String)> {
     Ok((target, profile))
 }
 
+/// Cargo features the test images are built with: beacon-node's test hooks (a reported
+/// version, a lagging or crashing build, chosen by environment variables of an image entry;
+/// see node/src/testhooks.rs), which do nothing unless their variables are set. The release
+/// images (the root Dockerfile) never enable them.
+pub const TEST_FEATURES: &[(&str, &str)] = &[("beacon-node", "test-hooks")];
+
 /// Builds a binary target of the workspace with the running executable's cargo, profile and
 /// target directory, and returns its path.
 pub fn cargo_build(package: &str, bin: &str) -> Result<PathBuf> {
@@ -280,7 +286,7 @@ pub fn cargo_build(package: &str, bin: &str) -> Result<PathBuf> {
     let log_err = log_file
         .try_clone()
         .map_err(Error::io("cannot create a log file", &log))?;
-    let args = [
+    let mut args = vec![
         "build",
         "--locked",
         "-p",
@@ -290,8 +296,13 @@ pub fn cargo_build(package: &str, bin: &str) -> Result<PathBuf> {
         "--profile",
         &profile,
     ];
+    for (p, features) in TEST_FEATURES {
+        if *p == package {
+            args.extend(["--features", features]);
+        }
+    }
     let status = Command::new(&cargo)
-        .args(args)
+        .args(&args)
         .current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", &target)
         .stdin(std::process::Stdio::null())

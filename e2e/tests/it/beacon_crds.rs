@@ -14,7 +14,7 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-use crate::common::{self, api_error};
+use crate::common::{self, api_error, row_by_column, table};
 
 const GROUP: &str = "beacons.dev";
 const VERSION: &str = "v1alpha1";
@@ -377,33 +377,4 @@ async fn beacon_ceremony_crd_fixes_its_terms() {
         api.patch("dkg", &pp, &Patch::Merge(&undo)).await,
         &["spec.abort", "cannot be undone"],
     );
-}
-
-/// `GET` one object as a server-side Table (what `kubectl get` prints).
-async fn table(client: &Client, ns: &str, plural: &str, name: &str) -> Value {
-    let request = http::Request::get(format!(
-        "/apis/{GROUP}/{VERSION}/namespaces/{ns}/{plural}/{name}"
-    ))
-    .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
-    .body(Vec::new())
-    .unwrap_or_else(|e| panic!("bad request: {e}"));
-    client
-        .request::<Value>(request)
-        .await
-        .unwrap_or_else(|e| panic!("cannot get the table of {plural}/{name}: {e}"))
-}
-
-/// The table's single row as column name -> cell.
-fn row_by_column(table: &Value) -> serde_json::Map<String, Value> {
-    let columns = table["columnDefinitions"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no columns: {table}"));
-    let cells = table["rows"][0]["cells"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no row: {table}"));
-    columns
-        .iter()
-        .zip(cells)
-        .map(|(c, v)| (c["name"].as_str().unwrap_or_default().to_owned(), v.clone()))
-        .collect()
 }

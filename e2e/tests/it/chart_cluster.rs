@@ -56,7 +56,22 @@ async fn chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
     let chart = chart_path();
     let fullname = format!("{release}-beacon-operator");
 
-    let out = helm_ok(&helm, &["install", &release, &chart, "--namespace", &ns]).await;
+    // The operator runs (the test kubelet has its image): it watches this namespace only, so
+    // it never touches other tests' networks.
+    let watch = format!("watchNamespace={ns}");
+    let out = helm_ok(
+        &helm,
+        &[
+            "install",
+            &release,
+            &chart,
+            "--namespace",
+            &ns,
+            "--set",
+            &watch,
+        ],
+    )
+    .await;
     assert!(out.stdout.contains("STATUS: deployed"), "{}", out.stdout);
     assert!(out.stdout.contains(&fullname), "NOTES: {}", out.stdout);
 
@@ -107,11 +122,12 @@ async fn chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
     let deployment = deployments.get(&fullname).await.expect("the Deployment");
     assert_eq!(deployment.spec.replicas, Some(1));
 
-    // The controller manager makes its pod; the test kubelet binds it, but its image is not in
-    // the kubelet's map until the operator crate has its binary, so it stays Pending.
+    // The controller manager makes its pod and the test kubelet runs it: the operator starts
+    // under exactly the chart's ServiceAccount and RBAC, creates its control CA and becomes
+    // ready.
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
     let selector = format!("app.kubernetes.io/instance={release}");
-    let pod = common::eventually("the operator's pod", Duration::from_secs(60), || {
+    let pod = common::eventually("the operator's pod Ready", Duration::from_secs(300), || {
         let pods = pods.clone();
         let selector = selector.clone();
         async move {
@@ -119,12 +135,19 @@ async fn chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
                 .list(&ListParams::default().labels(&selector))
                 .await
                 .ok()?;
-            list.items.into_iter().next()
+            list.items.into_iter().find(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
         }
     })
     .await;
-    let status = pod.status.as_ref().and_then(|s| s.phase.clone());
-    assert_eq!(status.as_deref(), Some("Pending"));
+    Api::<Secret>::namespaced(admin.clone(), &ns)
+        .get("beacon-operator-control-ca")
+        .await
+        .expect("the operator made its control CA Secret");
     let spec = pod.spec.expect("pod spec");
     assert_eq!(
         spec.service_account_name.as_deref(),
@@ -179,6 +202,7 @@ async fn chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
             &chart,
             "--namespace",
             &ns,
+            "--reuse-values",
             "--set",
             "replicaCount=2",
         ],
@@ -193,6 +217,7 @@ async fn chart_installs_upgrades_and_uninstalls_on_a_real_control_plane() {
             &chart,
             "--namespace",
             &ns,
+            "--reuse-values",
             "--set",
             "replicaCount=3,leaderElection.enabled=false",
         ])

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, PostParams};
 use kube::{Api, Client};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 
 static SHARED: OnceCell<ControlPlane> = OnceCell::const_new();
@@ -211,4 +211,33 @@ pub fn api_error(
         Err(other) => panic!("expected {expected}, got a non-API error: {other}"),
         Ok(v) => panic!("expected {expected}, but the request succeeded: {v:?}"),
     }
+}
+
+/// `GET` one object as a server-side Table (what `kubectl get` prints).
+pub async fn table(client: &Client, ns: &str, plural: &str, name: &str) -> Value {
+    let request = http::Request::get(format!(
+        "/apis/beacons.dev/v1alpha1/namespaces/{ns}/{plural}/{name}"
+    ))
+    .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+    .body(Vec::new())
+    .unwrap_or_else(|e| panic!("bad request: {e}"));
+    client
+        .request::<Value>(request)
+        .await
+        .unwrap_or_else(|e| panic!("cannot get the table of {plural}/{name}: {e}"))
+}
+
+/// The table's single row as column name -> cell.
+pub fn row_by_column(table: &Value) -> serde_json::Map<String, Value> {
+    let columns = table["columnDefinitions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no columns: {table}"));
+    let cells = table["rows"][0]["cells"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no row: {table}"));
+    columns
+        .iter()
+        .zip(cells)
+        .map(|(c, v)| (c["name"].as_str().unwrap_or_default().to_owned(), v.clone()))
+        .collect()
 }

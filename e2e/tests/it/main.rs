@@ -16,6 +16,8 @@ mod kubelet_lifecycle;
 mod kubelet_pods;
 mod kubelet_statefulset;
 mod lifecycle;
+mod operator_network;
+mod operator_rollout;
 mod rbac;
 mod server_side_apply;
 mod status_subresource;

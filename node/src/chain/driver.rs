@@ -35,6 +35,19 @@ impl Driver {
         mut partials: mpsc::Receiver<IncomingPartial>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        if crate::testhooks::fault() == Some(crate::testhooks::Fault::Lag) {
+            tracing::warn!(
+                "{}=lag: no beacon generation (a test build)",
+                crate::testhooks::FAULT_ENV
+            );
+            // Partials are still taken (and dropped), so peers' calls do not hang.
+            loop {
+                tokio::select! {
+                    Some(_) = partials.recv() => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
         let agg = match self.rt.aggregator() {
             Ok(a) => a,
             Err(e) => {

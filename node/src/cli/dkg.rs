@@ -244,7 +244,10 @@ async fn run_status(control: &ControlArgs) -> Result<(), CliError> {
     }
     let doc: NodeStatusDoc = serde_json::from_str(&reply.json)
         .map_err(|e| CliError::Refused(format!("unreadable status: {e}")))?;
-    println!("node {} (version {})", doc.address, doc.version);
+    println!(
+        "node {} (beacon-node {}, protocol {})",
+        doc.address, doc.build, doc.version
+    );
     match (doc.chain_hash, doc.last_round, doc.expected_round) {
         (Some(hash), Some(last), Some(expected)) => {
             println!("chain {hash}");

@@ -208,6 +208,13 @@ pub fn prepare(
 
 pub fn run(args: &StartArgs) -> ExitCode {
     init_logging(args.log_format);
+    if crate::testhooks::fault() == Some(crate::testhooks::Fault::Crash) {
+        tracing::error!(
+            "{}=crash: exiting (a test build)",
+            crate::testhooks::FAULT_ENV
+        );
+        return ExitCode::from(1);
+    }
     let result = (|| -> Result<(), StartError> {
         let (config, identity, membership) = prepare(args)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

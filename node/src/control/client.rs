@@ -176,6 +176,15 @@ impl NodeControl {
         self.parse("node status", &reply.json)
     }
 
+    /// The node's group file of its last complete epoch (TOML), for joiners of a reshare.
+    pub async fn group_file(&self) -> Result<String, ControlClientError> {
+        let mut c = self.client.clone();
+        let reply = self
+            .call("group file", c.group_file(StatusRequest {}))
+            .await?;
+        Ok(reply.toml)
+    }
+
     async fn call<T>(
         &self,
         call: &'static str,

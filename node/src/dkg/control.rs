@@ -21,7 +21,9 @@ use crate::chain::source::{current, ChainSlot};
 use crate::net::client::{PeerClients, CALL_TIMEOUT};
 use crate::net::proto::control::command_request::Command as Cmd;
 use crate::net::proto::control::control_server::Control;
-use crate::net::proto::control::{CommandReply, CommandRequest, Join, JsonReply, StatusRequest};
+use crate::net::proto::control::{
+    CommandReply, CommandRequest, GroupFileReply, Join, JsonReply, StatusRequest,
+};
 use crate::net::proto::drand::{IdentityRequest, Metadata};
 use crate::net::version::Version;
 
@@ -34,6 +36,8 @@ pub struct ControlService {
     pub version: Version,
     pub scheme: Scheme,
     pub chain: ChainSlot,
+    /// The node's folder (its group file).
+    pub dir: std::path::PathBuf,
 }
 
 /// The listener a control request came on.
@@ -82,7 +86,12 @@ pub fn previous_group(
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatusDoc {
     pub address: String,
+    /// The protocol version it speaks to peers (drand's, for the compatibility window).
     pub version: String,
+    /// The version of this build of beacon-node (what an upgrade changes). Empty from a node
+    /// that predates the field.
+    #[serde(default)]
+    pub build: String,
     pub beacon_id: Option<String>,
     pub chain_hash: Option<String>,
     pub last_round: Option<u64>,
@@ -268,6 +277,7 @@ impl ControlService {
             return NodeStatusDoc {
                 address,
                 version: self.version.to_string(),
+                build: crate::build_version(),
                 beacon_id: None,
                 chain_hash: None,
                 last_round: None,
@@ -296,6 +306,7 @@ impl ControlService {
         NodeStatusDoc {
             address,
             version: self.version.to_string(),
+            build: crate::build_version(),
             beacon_id: Some(rt.info().beacon_id.clone()),
             chain_hash: Some(rt.info().hash_hex()),
             last_round: Some(last),
@@ -395,6 +406,28 @@ impl Control for ControlService {
         let json =
             serde_json::to_string_pretty(&doc).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(JsonReply { json }))
+    }
+
+    async fn group_file(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<GroupFileReply>, Status> {
+        let keys = crate::keys::KeyStore::new(&self.dir);
+        if !keys.group_path().exists() {
+            return Err(Status::not_found(
+                "no group file: this node has no complete ceremony yet",
+            ));
+        }
+        // Loaded and checked (migrated if old) before it is handed out, then written in the
+        // current format.
+        let group = keys
+            .load_group()
+            .map_err(|e| Status::internal(e.to_string()))?
+            .value;
+        let toml = group
+            .to_toml()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(GroupFileReply { toml }))
     }
 }
 

@@ -141,7 +141,8 @@ impl KeyPair {
         &self.identity.key
     }
 
-    pub(crate) fn private_toml(&self) -> Result<String, KeyError> {
+    /// The private key file (`key/node.private`), current format.
+    pub fn private_toml(&self) -> Result<String, KeyError> {
         to_toml(&PrivateToml {
             key: hex::encode(self.secret.to_bytes_be()),
             scheme_name: Some(self.scheme().id().to_owned()),
@@ -149,7 +150,8 @@ impl KeyPair {
         })
     }
 
-    pub(crate) fn public_toml(&self) -> Result<String, KeyError> {
+    /// The public key file (`key/node.public`), current format.
+    pub fn public_toml(&self) -> Result<String, KeyError> {
         to_toml(&PublicToml {
             address: self.identity.address.clone(),
             key: hex::encode(self.identity.key.to_bytes()),

@@ -288,8 +288,27 @@ fn operator_listener_runs_ceremonies_and_refuses_everyone_else() {
     for i in [1, 2] {
         assert_eq!(command(&rt, &ops[i], Cmd::Accept(Accept {})), "Accepted");
     }
-    let group_toml =
-        std::fs::read_to_string(net.nodes[0].dir.join("group/group.toml")).expect("group file");
+    // The joiner gets the current group as the operator would: from a remainer's listener.
+    let group_toml = rt
+        .block_on(ops[1].group_file())
+        .expect("a remainer serves its group file");
+    let on_disk =
+        std::fs::read_to_string(net.nodes[1].dir.join("group/group.toml")).expect("group file");
+    assert_eq!(
+        beacon_node::keys::parse_group_text("served", &group_toml)
+            .expect("served group parses")
+            .value
+            .hash(),
+        beacon_node::keys::parse_group_text("on disk", &on_disk)
+            .expect("group on disk parses")
+            .value
+            .hash()
+    );
+    // Before its first ceremony a joiner has none, and says so.
+    match rt.block_on(ops[3].group_file()) {
+        Err(e) => assert_eq!(e.code(), Some(tonic::Code::NotFound), "{e}"),
+        Ok(t) => panic!("a node without a ceremony served a group: {t}"),
+    }
     // A damaged group is refused with the field named.
     let damaged = group_toml.replacen("Threshold = 2", "Threshold = -2", 1);
     match rt.block_on(ops[3].command(Cmd::Join(Join {
@@ -340,6 +359,9 @@ fn operator_listener_runs_ceremonies_and_refuses_everyone_else() {
     );
     let st = rt.block_on(ops[3].node_status()).expect("node status");
     assert_eq!(st.threshold, Some(3), "{st:?}");
+    // The build's version (what the operator's rollouts see) beside the protocol's.
+    assert_eq!(st.build, env!("CARGO_PKG_VERSION"), "{st:?}");
+    assert_eq!(st.version, "2.1.0", "{st:?}");
 }
 
 /// `beacon-node start` with one operator flag but not the other, with the peers' CA as the

@@ -26,12 +26,23 @@ pub use statefulset::stateful_set;
 pub struct Cluster {
     /// The cluster's DNS domain (kubelet's `--cluster-domain`).
     pub domain: String,
+    /// The node image of members whose network names none (`--default-node-image`).
+    pub node_image: String,
+}
+
+/// The operator's default node image: the beacon-node image of the same release.
+pub fn default_node_image() -> String {
+    format!(
+        "ghcr.io/beacon-operator/beacon-node:{}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 impl Default for Cluster {
     fn default() -> Self {
         Cluster {
             domain: "cluster.local".into(),
+            node_image: default_node_image(),
         }
     }
 }
@@ -61,7 +72,7 @@ pub fn build(network: &ValidNetwork, cluster: &Cluster) -> NetworkObjects {
             .iter()
             .map(|member| MemberObjects {
                 member: member.name.clone(),
-                stateful_set: stateful_set(network, member),
+                stateful_set: stateful_set(network, member, cluster),
                 service: service(network, member),
                 certificate: certificate(network, member, cluster),
             })

@@ -9,17 +9,22 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, HTTPGetAction, KeyToPath, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use beacon_crds::network::DeletionPolicy;
+
+use crate::build::Cluster;
 use crate::labels;
 use crate::names::{
-    self, DATA_DIR, DATA_VOLUME, HTTP_PORT, HTTP_PORT_NAME, KEY_DIR, KEY_PRIVATE, KEY_PUBLIC,
-    PEER_PORT, PEER_PORT_NAME, TLS_DIR, TLS_ENTRIES,
+    self, CONTROL_PORT, CONTROL_PORT_NAME, DATA_DIR, DATA_VOLUME, HTTP_PORT, HTTP_PORT_NAME,
+    KEY_DIR, KEY_PRIVATE, KEY_PUBLIC, OPERATOR_CA_DIR, OPERATOR_CA_ENTRY, PEER_PORT,
+    PEER_PORT_NAME, TLS_DIR, TLS_ENTRIES,
 };
 use crate::validate::{LocalMember, ValidNetwork};
 
@@ -27,13 +32,18 @@ use crate::validate::{LocalMember, ValidNetwork};
 pub const CONTAINER: &str = "beacon-node";
 const KEY_VOLUME: &str = "key";
 const TLS_VOLUME: &str = "tls";
+const OPERATOR_CA_VOLUME: &str = "operator-ca";
 /// A non-root user and group (the distroless `nonroot` ids); `fsGroup` makes the volume and
 /// the Secret files readable by it.
 const RUN_AS: i64 = 65532;
 /// Secret files: read by the owner only (the kubelet adds group read for `fsGroup`).
 const SECRET_MODE: i32 = 0o400;
 
-pub fn stateful_set(network: &ValidNetwork, member: &LocalMember) -> StatefulSet {
+pub fn stateful_set(
+    network: &ValidNetwork,
+    member: &LocalMember,
+    cluster: &Cluster,
+) -> StatefulSet {
     let name = names::member_object(&network.name, &member.name);
     let labels = labels::member_labels(&network.name, &member.name);
     StatefulSet {
@@ -52,10 +62,17 @@ pub fn stateful_set(network: &ValidNetwork, member: &LocalMember) -> StatefulSet
                 type_: Some("OnDelete".into()),
                 rolling_update: None,
             }),
-            // The volume holds the chain and the member's share: it outlives the StatefulSet.
+            // The volume holds the chain and the member's share: it outlives the StatefulSet
+            // unless the network's deletionPolicy hands it to the garbage collector.
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_deleted: Some("Retain".into()),
+                    when_deleted: Some(
+                        match network.deletion_policy {
+                            DeletionPolicy::Retain => "Retain",
+                            DeletionPolicy::Delete => "Delete",
+                        }
+                        .into(),
+                    ),
                     when_scaled: Some("Retain".into()),
                 },
             ),
@@ -66,7 +83,7 @@ pub fn stateful_set(network: &ValidNetwork, member: &LocalMember) -> StatefulSet
                     annotations: network.pod_annotations.then(scrape_annotations),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod(network, member)),
+                spec: Some(pod(network, member, cluster)),
             },
             ..StatefulSetSpec::default()
         },
@@ -116,13 +133,17 @@ pub fn node_args(network: &ValidNetwork) -> Vec<String> {
             "--peer-client-auth={}",
             network.tls.peer_client_auth.flag_value()
         ),
+        // The operator drives ceremonies and reads status here (the loopback control listener
+        // stays for `beacon-node dkg ...` inside the pod).
+        format!("--operator-listen=0.0.0.0:{CONTROL_PORT}"),
+        format!("--operator-ca={OPERATOR_CA_DIR}/{OPERATOR_CA_ENTRY}"),
         "--log-format=json".into(),
     ]
 }
 
-fn pod(network: &ValidNetwork, member: &LocalMember) -> PodSpec {
+fn pod(network: &ValidNetwork, member: &LocalMember, cluster: &Cluster) -> PodSpec {
     PodSpec {
-        containers: vec![container(network, member)],
+        containers: vec![container(network, member, cluster)],
         volumes: Some(vec![
             secret_volume(
                 KEY_VOLUME,
@@ -134,6 +155,20 @@ fn pod(network: &ValidNetwork, member: &LocalMember) -> PodSpec {
                 names::tls_secret(&network.name, &member.name),
                 &TLS_ENTRIES,
             ),
+            Volume {
+                name: OPERATOR_CA_VOLUME.into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names::operator_ca_config_map(&network.name),
+                    items: Some(vec![KeyToPath {
+                        key: OPERATOR_CA_ENTRY.into(),
+                        path: OPERATOR_CA_ENTRY.into(),
+                        ..KeyToPath::default()
+                    }]),
+                    optional: Some(false),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
         ]),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
@@ -154,10 +189,15 @@ fn pod(network: &ValidNetwork, member: &LocalMember) -> PodSpec {
     }
 }
 
-fn container(network: &ValidNetwork, member: &LocalMember) -> Container {
+fn container(network: &ValidNetwork, member: &LocalMember, cluster: &Cluster) -> Container {
     Container {
         name: CONTAINER.into(),
-        image: Some(member.image.clone()),
+        image: Some(
+            member
+                .image
+                .clone()
+                .unwrap_or_else(|| cluster.node_image.clone()),
+        ),
         args: Some(node_args(network)),
         ports: Some(vec![
             ContainerPort {
@@ -169,6 +209,12 @@ fn container(network: &ValidNetwork, member: &LocalMember) -> Container {
             ContainerPort {
                 name: Some(HTTP_PORT_NAME.into()),
                 container_port: HTTP_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some(CONTROL_PORT_NAME.into()),
+                container_port: CONTROL_PORT,
                 protocol: Some("TCP".into()),
                 ..ContainerPort::default()
             },
@@ -206,6 +252,12 @@ fn container(network: &ValidNetwork, member: &LocalMember) -> Container {
             VolumeMount {
                 name: TLS_VOLUME.into(),
                 mount_path: TLS_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: OPERATOR_CA_VOLUME.into(),
+                mount_path: OPERATOR_CA_DIR.into(),
                 read_only: Some(true),
                 ..VolumeMount::default()
             },

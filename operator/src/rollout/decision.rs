@@ -74,6 +74,16 @@ pub struct Plan {
     pub clear_approval: Option<String>,
 }
 
+impl Plan {
+    /// Whether carrying it out changes a member (its template or its pod).
+    pub fn changes_a_member(&self) -> bool {
+        matches!(
+            self.decision,
+            Decision::Update { .. } | Decision::Rollback { .. }
+        )
+    }
+}
+
 impl fmt::Display for WaitFor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
