@@ -295,6 +295,13 @@ async fn deleting_a_pod_stops_its_process_with_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_pod_uses_the_api_as_its_service_account_allows() {
     let (cp, kubelet) = common::kubelet().await;
+    // The probe's program is a cargo build of its own (minutes when cold, more beside the
+    // other tests): built before the timeout below starts.
+    let images = kubelet.images().clone();
+    tokio::task::spawn_blocking(move || images.resolve(API_PROBE_IMAGE).map(|_| ()))
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("{e}"));
     let client = common::client(cp).await;
     let ns = common::namespace(&client, "kubelet-incluster").await;
     let pp = PostParams::default();
