@@ -36,6 +36,17 @@ pub fn gauge_value(v: u64) -> i64 {
 }
 
 impl Metrics {
+    /// Counts one reconcile of `controller` (network | ceremony) and its duration.
+    pub fn observe_reconcile(&self, controller: &str, ok: bool, started: std::time::Instant) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.reconcile_total
+            .with_label_values(&[controller, outcome])
+            .inc();
+        self.reconcile_duration
+            .with_label_values(&[controller])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let err = |name| move |source| MetricsError { name, source };

@@ -52,15 +52,8 @@ pub async fn reconcile(ceremony: Arc<BeaconCeremony>, ctx: Arc<Context>) -> Resu
         object,
         reason: error_text(&e),
     });
-    let outcome = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics
-        .reconcile_total
-        .with_label_values(&["ceremony", outcome])
-        .inc();
-    ctx.metrics
-        .reconcile_duration
-        .with_label_values(&["ceremony"])
-        .observe(started.elapsed().as_secs_f64());
+        .observe_reconcile("ceremony", result.is_ok(), started);
     result
 }
 

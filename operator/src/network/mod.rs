@@ -57,15 +57,8 @@ pub async fn reconcile(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result
         object,
         reason: error_text(&e),
     });
-    let outcome = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics
-        .reconcile_total
-        .with_label_values(&["network", outcome])
-        .inc();
-    ctx.metrics
-        .reconcile_duration
-        .with_label_values(&["network"])
-        .observe(started.elapsed().as_secs_f64());
+        .observe_reconcile("network", result.is_ok(), started);
     result
 }
 
