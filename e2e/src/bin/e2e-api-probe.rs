@@ -100,25 +100,44 @@ async fn main() -> ExitCode {
     };
     eprintln!("e2e-api-probe: serving on 0.0.0.0:8080, namespace {namespace}");
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-        let text = String::from_utf8_lossy(&head);
-        let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let body = answer(&client, &namespace, &path).await.to_string();
-        eprintln!("e2e-api-probe: {path} -> {body}");
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = stream.write_all(response.as_bytes()).await;
+        // One task per connection: the readiness probe must not wait behind an API call that
+        // a loaded API server answers slowly.
+        let client = client.clone();
+        let namespace = namespace.clone();
+        tokio::spawn(async move { serve(stream, &client, &namespace).await });
     }
+}
+
+/// How long one API call may take before the probe answers with `code` 0 and says so.
+const API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn serve(mut stream: tokio::net::TcpStream, client: &Client, namespace: &str) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let started = std::time::Instant::now();
+    let body = match tokio::time::timeout(API_TIMEOUT, answer(client, namespace, &path)).await {
+        Ok(v) => v,
+        Err(_) => json!({ "code": 0, "detail": format!("the API server did not answer within {} s", API_TIMEOUT.as_secs()) }),
+    }
+    .to_string();
+    eprintln!(
+        "e2e-api-probe: {path} -> {body} ({} ms)",
+        started.elapsed().as_millis()
+    );
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
 }
