@@ -46,9 +46,13 @@ if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
 fi
 
 packages=()
+tree_packages=()
 for binary in "${binaries[@]}"; do
   case "$binary" in
-    beacon-node | beacon-operator) packages+=(-p "$binary" --bin "$binary") ;;
+    beacon-node | beacon-operator)
+      packages+=(-p "$binary" --bin "$binary")
+      tree_packages+=(-p "$binary")
+      ;;
     *)
       echo "unknown binary $binary (beacon-node, beacon-operator)" >&2
       exit 2
@@ -66,6 +70,13 @@ export CARGO_PROFILE_RELEASE_STRIP=debuginfo
 export "CARGO_TARGET_${triple_var}_RUSTFLAGS=-C target-feature=+crt-static -C target-cpu=$cpu"
 export CARGO_INCREMENTAL=0
 
+# beacon-node's test hooks (node/src/testhooks.rs) are enabled by the e2e crate in workspace
+# builds; an image never has them.
+if cargo tree --locked --target "$target" -e features -i beacon-node "${tree_packages[@]}" 2>/dev/null \
+    | grep -q 'feature "test-hooks"'; then
+  echo "this build would enable beacon-node's test-hooks feature; build the images' packages alone" >&2
+  exit 1
+fi
 cargo build --release --locked --target "$target" "${packages[@]}"
 
 target_dir="${CARGO_TARGET_DIR:-target}"

@@ -29,6 +29,17 @@ impl Fault {
     }
 }
 
+/// What a build with the hooks says at start, so that no one mistakes it for a release build.
+pub const ANNOUNCEMENT: &str =
+    "this beacon-node build has the test hooks (BEACON_TEST_BUILD_VERSION, BEACON_TEST_FAULT): a test build, not for production";
+
+/// Logs [`ANNOUNCEMENT`] if the build has the hooks.
+pub fn announce() {
+    if cfg!(feature = "test-hooks") {
+        tracing::warn!("{ANNOUNCEMENT}");
+    }
+}
+
 /// The fault of this process, if the build has the hooks and the environment asks for one.
 pub fn fault() -> Option<Fault> {
     if !cfg!(feature = "test-hooks") {

@@ -4,12 +4,18 @@
 //!
 //! The default entries are the workspace's own binaries (`beacon-node`, and `beacon-operator`
 //! once the operator crate has its binary), built on first use by running
-//! `$CARGO build --locked -p <package> --bin <name>` with the profile of the running
-//! executable into a target directory of their own inside its target directory
-//! (`target/e2e-kubelet/target/`), once per process, under a `flock` so that parallel test
-//! binaries wait for one build. A directory of their own, because a build of one package
-//! resolves its dependencies' features differently from the test build that runs it: in the
-//! same directory the two rebuild each other's dependencies on every run.
+//! `$CARGO build --locked --workspace --bins` with the profile and target directory of the
+//! running executable, once per process, under a `flock` so that parallel test binaries wait
+//! for one build. The whole workspace's binaries in one build, because that is the build the
+//! workspace's tests have already done (`cargo test --workspace` builds every binary with the
+//! same features): after it, this build is a no-op instead of a second compile of every
+//! dependency, and it never replaces a binary the tests use with one of other features. The
+//! binaries are then copied (copy and rename, under the lock) into `target/e2e-kubelet/bin/`,
+//! so that a later cargo run cannot change a program under a pod that restarts.
+//!
+//! beacon-node's `test-hooks` feature (node/src/testhooks.rs) is on in every workspace build:
+//! the `e2e` crate's dependency on beacon-node enables it. The release images build beacon-node
+//! and beacon-operator on their own (`images/build-static.sh`), without it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -261,50 +267,83 @@ pub fn current_target() -> Result<(PathBuf, String)> {
     Ok((target, profile))
 }
 
-/// Cargo features the test images are built with: beacon-node's test hooks (a reported
-/// version, a lagging or crashing build, chosen by environment variables of an image entry;
-/// see node/src/testhooks.rs), which do nothing unless their variables are set. The release
-/// images (the root Dockerfile) never enable them.
-pub const TEST_FEATURES: &[(&str, &str)] = &[("beacon-node", "test-hooks")];
+/// The outcome of this process's workspace build, once it ran.
+static WORKSPACE_BUILD: Mutex<Option<std::result::Result<(), String>>> = Mutex::new(None);
 
-/// Builds a binary target of the workspace with the running executable's cargo, profile and
-/// target directory, and returns its path.
+/// Builds every binary of the workspace with the running executable's cargo, profile and
+/// target directory (once per process), and returns a copy of `bin` that no later build
+/// changes. `package` is named in errors only: one build makes them all.
 pub fn cargo_build(package: &str, bin: &str) -> Result<PathBuf> {
     let (target, profile) = current_target()?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let logs = target.join("e2e-kubelet");
-    std::fs::create_dir_all(&logs).map_err(Error::io("cannot create a folder", &logs))?;
-    let target = logs.join("target");
     let profile_dir = target.join(if profile == "dev" { "debug" } else { &profile });
+    let kubelet_dir = target.join("e2e-kubelet");
+    let bin_dir = kubelet_dir.join("bin");
+    std::fs::create_dir_all(&bin_dir).map_err(Error::io("cannot create a folder", &bin_dir))?;
     let _lock = FileLock::acquire(
-        &logs.join(format!("build-{bin}.lock")),
-        "cannot lock the cargo build of an image's binary",
+        &kubelet_dir.join("build.lock"),
+        "cannot lock the cargo build of the images' binaries",
     )?;
-    let log = logs.join(format!("build-{bin}.log"));
+    {
+        let mut done = WORKSPACE_BUILD
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if done.is_none() {
+            *done =
+                Some(build_workspace(&target, &profile, &kubelet_dir).map_err(|e| e.to_string()));
+        }
+        if let Some(Err(e)) = done.as_ref() {
+            return Err(Error::Invalid(format!(
+                "the build of {package} failed: {e}"
+            )));
+        }
+    }
+    let built = profile_dir.join(bin);
+    if !built.is_file() {
+        return Err(Error::Invalid(format!(
+            "cargo built the workspace's binaries but {} does not exist (is {bin} a binary \
+             target of package {package}?)",
+            built.display()
+        )));
+    }
+    // Copy, then rename over the old copy: a running process keeps its file, and a pod that
+    // starts now never sees a half-written one.
+    let copy = bin_dir.join(bin);
+    let partial = bin_dir.join(format!(".{bin}.{}", std::process::id()));
+    std::fs::copy(&built, &partial).map_err(Error::io("cannot copy a binary", &partial))?;
+    std::fs::rename(&partial, &copy).map_err(Error::io("cannot move a binary", &copy))?;
+    Ok(copy)
+}
+
+fn build_workspace(target: &Path, profile: &str, kubelet_dir: &Path) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let log = kubelet_dir.join("build.log");
     let log_file =
         std::fs::File::create(&log).map_err(Error::io("cannot create a log file", &log))?;
     let log_err = log_file
         .try_clone()
         .map_err(Error::io("cannot create a log file", &log))?;
-    let mut args = vec![
+    let args = [
         "build",
         "--locked",
-        "-p",
-        package,
-        "--bin",
-        bin,
+        "--workspace",
+        "--bins",
         "--profile",
-        &profile,
+        profile,
     ];
-    for (p, features) in TEST_FEATURES {
-        if *p == package {
-            args.extend(["--features", features]);
+    let mut command = Command::new(&cargo);
+    // Under `cargo test` this process has the variables cargo sets for a test of the e2e
+    // package (CARGO_PKG_*, CARGO_MANIFEST_*, LD_LIBRARY_PATH with build folders, ...). Build
+    // scripts that watch them (ring's, rustls's) see them changed, and the nested build then
+    // recompiled ring, rustls and kube for minutes, and the next test build back again.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(set_by_cargo_for_a_test) {
+            command.env_remove(&key);
         }
     }
-    let status = Command::new(&cargo)
-        .args(&args)
+    let status = command
+        .args(args)
         .current_dir(workspace_root())
-        .env("CARGO_TARGET_DIR", &target)
+        .env("CARGO_TARGET_DIR", target)
         .stdin(std::process::Stdio::null())
         .stdout(log_file)
         .stderr(log_err)
@@ -322,14 +361,22 @@ pub fn cargo_build(package: &str, bin: &str) -> Result<PathBuf> {
             log_tail(&log, 30)
         )));
     }
-    let path = profile_dir.join(bin);
-    if !path.is_file() {
-        return Err(Error::Invalid(format!(
-            "cargo built {bin} but {} does not exist",
-            path.display()
-        )));
-    }
-    Ok(path)
+    Ok(())
+}
+
+/// Whether cargo sets `key` in the environment of the test, benchmark or binary it runs (and
+/// so it was not there when the workspace's own build ran).
+fn set_by_cargo_for_a_test(key: &str) -> bool {
+    const PREFIXES: &[&str] = &["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_EXE_"];
+    const NAMES: &[&str] = &[
+        "CARGO_CRATE_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+        "LD_LIBRARY_PATH",
+    ];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || NAMES.contains(&key)
 }
 
 #[cfg(test)]
@@ -358,6 +405,27 @@ mod tests {
             map.resolve("x:1"),
             Err(ImageError::Unavailable { .. })
         ));
+    }
+
+    #[test]
+    fn the_nested_build_drops_what_cargo_set_for_the_test() {
+        for key in [
+            "CARGO_PKG_NAME",
+            "CARGO_MANIFEST_DIR",
+            "LD_LIBRARY_PATH",
+            "OUT_DIR",
+        ] {
+            assert!(set_by_cargo_for_a_test(key), "{key}");
+        }
+        for key in [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_INCREMENTAL",
+            "PATH",
+            "RUSTFLAGS",
+        ] {
+            assert!(!set_by_cargo_for_a_test(key), "{key}");
+        }
     }
 
     #[test]

@@ -208,6 +208,7 @@ pub fn prepare(
 
 pub fn run(args: &StartArgs) -> ExitCode {
     init_logging(args.log_format);
+    crate::testhooks::announce();
     if crate::testhooks::fault() == Some(crate::testhooks::Fault::Crash) {
         tracing::error!(
             "{}=crash: exiting (a test build)",
