@@ -26,7 +26,7 @@ use e2e::{ControlPlane, Error, Options, Result};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Event, Namespace, Service};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
@@ -387,6 +387,62 @@ async fn start_operator(cp: &ControlPlane, client: &Client) -> Result<Operator> 
     }
 }
 
+/// Every event's reporter, reason, occurrences so far and message, by uid.
+type EventCounts = BTreeMap<String, (String, String, u64, String)>;
+
+async fn events(client: &Client) -> Result<EventCounts> {
+    let list = Api::<Event>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .map_err(Error::kube("listing events"))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|e| {
+            let reporter = e
+                .reporting_component
+                .clone()
+                .filter(|c| !c.is_empty())
+                .or_else(|| e.source.as_ref().and_then(|s| s.component.clone()))
+                .unwrap_or_else(|| "?".into());
+            // A series counts its repeats; an event of the core API its `count`.
+            let occurrences = e
+                .series
+                .as_ref()
+                .and_then(|s| s.count)
+                .or(e.count)
+                .map_or(1, |n| u64::try_from(n.max(1)).unwrap_or(1));
+            (
+                e.metadata.uid.clone().unwrap_or_default(),
+                (
+                    reporter,
+                    e.reason.clone().unwrap_or_default(),
+                    occurrences,
+                    e.message.clone().unwrap_or_default(),
+                ),
+            )
+        })
+        .collect())
+}
+
+/// Occurrences between two snapshots, by (reporter, reason), with one message of each.
+fn events_delta(
+    end: &EventCounts,
+    start: &EventCounts,
+) -> BTreeMap<(String, String), (u64, String)> {
+    let mut out = BTreeMap::new();
+    for (uid, (reporter, reason, n, message)) in end {
+        let before = start.get(uid).map_or(0, |(_, _, n, _)| *n);
+        if *n > before {
+            let e = out
+                .entry((reporter.clone(), reason.clone()))
+                .or_insert((0, message.clone()));
+            e.0 += n - before;
+        }
+    }
+    out
+}
+
 /// Distinct reconcile failures in the operator's log, with counts.
 fn failures(log: &Path) -> BTreeMap<String, usize> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -634,6 +690,7 @@ async fn run() -> Result<()> {
     let steady_start_metrics = operator_metrics(operator.metrics).await?;
     let steady_start_api = requests_by_kind(&apiserver_metrics(&client).await?);
     let steady_start_cpu = memory(pid)?;
+    let steady_start_events = events(&client).await?;
     let steady_window = Instant::now();
     tokio::time::sleep(steady).await;
     operator.check()?;
@@ -644,6 +701,7 @@ async fn run() -> Result<()> {
         &requests_by_kind(&apiserver_metrics(&client).await?),
         &steady_start_api,
     );
+    let steady_events = events_delta(&events(&client).await?, &steady_start_events);
     let steady_load = load();
     for w in watches {
         w.abort();
@@ -746,6 +804,22 @@ async fn run() -> Result<()> {
         println!(
             "  {kind:<40} {:>7.2}/s (idle {base:.2}/s)",
             n / steady_seconds
+        );
+    }
+    println!();
+    println!(
+        "== events in the steady state (occurrences, all namespaces, by reporter and reason) =="
+    );
+    if steady_events.is_empty() {
+        println!("none");
+    }
+    let mut by_count: Vec<_> = steady_events.iter().collect();
+    by_count.sort_by_key(|b| std::cmp::Reverse(b.1 .0));
+    for ((reporter, reason), (n, message)) in by_count {
+        let message: String = message.chars().take(70).collect();
+        println!(
+            "  {n:>6} ({:>5.2}/s) {reporter} {reason}: {message}",
+            *n as f64 / steady_seconds
         );
     }
     println!();

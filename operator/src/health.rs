@@ -29,6 +29,10 @@ pub struct Target {
     /// the poll task, whose first poll asks for the version again (a restarted member may
     /// run another build).
     pub incarnation: String,
+    /// Its pod runs (phase Running). A member whose pod does not is not asked anything: its
+    /// name does not resolve yet, and with many such members the lookups (each on a thread
+    /// of the blocking pool, outliving the request's timeout) piled up to 155 threads.
+    pub running: bool,
 }
 
 /// What one poll of a member found.
@@ -200,6 +204,10 @@ impl HealthCache {
             chain_hash: previous.chain_hash.clone(),
             ..MemberHealth::default()
         };
+        if !target.running {
+            h.error = Some("its pod is not running".into());
+            return h;
+        }
         match self.get(&format!("{}/health", target.http_base)).await {
             Err(e) => {
                 h.error = Some(e);

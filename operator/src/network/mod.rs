@@ -323,6 +323,7 @@ async fn apply(network: Arc<BeaconNetwork>, ctx: Arc<Context>) -> Result<Action>
                 .member(&m.name)
                 .map(|v| format!("{}/{}", v.pod.uid, v.pod.restarts))
                 .unwrap_or_default(),
+            running: view.member(&m.name).is_some_and(|v| v.pod.running),
         });
     }
     ctx.health.watch(
