@@ -754,7 +754,13 @@ impl<'a> Planner<'a> {
             .filter(|m| !m.healthy && Some(m.name.as_str()) != except)
             .map(|m| m.name.as_str())
             .collect();
-        if names.is_empty() {
+        // The member being weighed is left out of the list but counted if it is down itself.
+        let itself = except.filter(|e| self.obs.members.iter().any(|m| m.name == *e && !m.healthy));
+        if let Some(name) = itself {
+            let mut all = names;
+            all.push(name);
+            format!("unhealthy: {} ({name} itself)", all.join(", "))
+        } else if names.is_empty() {
             "none unhealthy".to_owned()
         } else {
             format!("unhealthy: {}", names.join(", "))

@@ -300,6 +300,19 @@ fn one_member_down_refuses_to_start_when_the_margin_forbids_it() {
             && message.contains("threshold 3 + minHealthyMargin 1 = 4"),
         "{message}"
     );
+    // The candidate itself is the one down: the message names it, not "none unhealthy".
+    let mut fx = Fx::new(5, 3);
+    fx.obs.policy.min_healthy_margin = 2;
+    fx.unhealthy("m0");
+    let plan = fx.plan();
+    assert_eq!(checks(&plan.decision), [RolloutCheck::HealthyMargin]);
+    let message = &plan.status.blocked_by[0].message;
+    assert!(
+        message.contains("4 members are healthy without m0")
+            && message.contains("unhealthy: m0 (m0 itself)")
+            && !message.contains("none unhealthy"),
+        "{message}"
+    );
     // An external member that is healthy counts.
     let fx = Fx::new(5, 3).external("x", true);
     let mut fx = fx;
