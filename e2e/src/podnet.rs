@@ -156,6 +156,15 @@ pub fn objects_of(pid: u32) -> Vec<String> {
     found
 }
 
+/// The first pod octet (2..=254) after `last`, wrapping, that is not leased.
+fn next_free(leases: &BTreeSet<u8>, last: u8) -> Option<u8> {
+    let start = u16::from(last.clamp(1, 254)) + 1;
+    (start..=254)
+        .chain(2..start)
+        .filter_map(|o| u8::try_from(o).ok())
+        .find(|o| !leases.contains(o))
+}
+
 /// The `10.X.Y` prefixes the host already uses (addresses and routes).
 fn used_prefixes() -> Result<BTreeSet<(u8, u8)>> {
     let mut used = BTreeSet::new();
@@ -185,6 +194,11 @@ pub struct PodNetwork {
     prefix: (u8, u8),
     /// Host octets handed out (`.2` to `.254`).
     leases: Mutex<BTreeSet<u8>>,
+    /// The last octet handed out: the next pod gets the next free one after it, as
+    /// host-local IPAM does, so a just-freed address is not given again at once (the host's
+    /// neighbour cache may still point it at the deleted pod's veth, and a test then reached
+    /// nothing at the new pod's address).
+    last: Mutex<u8>,
     namespaces: Mutex<BTreeSet<String>>,
     _lock: FileLock,
 }
@@ -219,6 +233,7 @@ impl PodNetwork {
                 bridge: bridge.clone(),
                 prefix: (x, y),
                 leases: Mutex::new(BTreeSet::new()),
+                last: Mutex::new(1),
                 namespaces: Mutex::new(BTreeSet::new()),
                 _lock: lock,
             };
@@ -266,13 +281,18 @@ impl PodNetwork {
                 .leases
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let free = (2..=254u8).find(|o| !leases.contains(o)).ok_or_else(|| {
+            let mut last = self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let free = next_free(&leases, *last).ok_or_else(|| {
                 Error::Network(format!(
                     "the pod network {} is full (253 pods); delete some pods",
                     self.cidr()
                 ))
             })?;
             leases.insert(free);
+            *last = free;
             free
         };
         let ip_addr = Ipv4Addr::new(10, self.prefix.0, self.prefix.1, octet);
@@ -359,6 +379,22 @@ impl PodNamespace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_go_round_and_a_freed_one_is_not_given_again_at_once() {
+        let mut leases = BTreeSet::new();
+        assert_eq!(next_free(&leases, 1), Some(2));
+        leases.extend([2, 3]);
+        assert_eq!(next_free(&leases, 3), Some(4));
+        // .2 was freed, .4 is the last given: .5 comes next, not .2.
+        leases.remove(&2);
+        leases.insert(4);
+        assert_eq!(next_free(&leases, 4), Some(5));
+        // At the end it wraps to the lowest free one.
+        assert_eq!(next_free(&leases, 254), Some(2));
+        let full: BTreeSet<u8> = (2..=254).collect();
+        assert_eq!(next_free(&full, 100), None);
+    }
 
     #[test]
     fn names_carry_the_owner_pid() {
