@@ -13,6 +13,16 @@ fn checks(decision: &Decision) -> Vec<RolloutCheck> {
     }
 }
 
+/// The plan is blocked by the margin alone, and its message says each of `parts`.
+fn assert_margin_block<'a>(plan: &'a crate::rollout::Plan, parts: &[&str]) -> &'a str {
+    assert_eq!(checks(&plan.decision), [RolloutCheck::HealthyMargin]);
+    let message = plan.status.blocked_by[0].message.as_str();
+    for part in parts {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+    message
+}
+
 fn updated(plan: &crate::rollout::Plan) -> Vec<&str> {
     plan.status
         .updated_members
@@ -291,28 +301,27 @@ fn one_member_down_refuses_to_start_when_the_margin_forbids_it() {
         }],
         ..Default::default()
     });
-    let plan = fx.plan();
-    assert_eq!(checks(&plan.decision), [RolloutCheck::HealthyMargin]);
-    let message = &plan.status.blocked_by[0].message;
-    assert!(
-        message.contains("3 members are healthy without m0")
-            && message.contains("unhealthy: m4")
-            && message.contains("threshold 3 + minHealthyMargin 1 = 4"),
-        "{message}"
+    assert_margin_block(
+        &fx.plan(),
+        &[
+            "3 members are healthy without m0",
+            "unhealthy: m4",
+            "threshold 3 + minHealthyMargin 1 = 4",
+        ],
     );
     // The candidate itself is the one down: the message names it, not "none unhealthy".
     let mut fx = Fx::new(5, 3);
     fx.obs.policy.min_healthy_margin = 2;
     fx.unhealthy("m0");
     let plan = fx.plan();
-    assert_eq!(checks(&plan.decision), [RolloutCheck::HealthyMargin]);
-    let message = &plan.status.blocked_by[0].message;
-    assert!(
-        message.contains("4 members are healthy without m0")
-            && message.contains("unhealthy: m0 (m0 itself)")
-            && !message.contains("none unhealthy"),
-        "{message}"
+    let message = assert_margin_block(
+        &plan,
+        &[
+            "4 members are healthy without m0",
+            "unhealthy: m0 (m0 itself)",
+        ],
     );
+    assert!(!message.contains("none unhealthy"), "{message}");
     // An external member that is healthy counts.
     let fx = Fx::new(5, 3).external("x", true);
     let mut fx = fx;
